@@ -1,0 +1,2 @@
+//! Chat server.
+pub mod protocol;
