@@ -1,2 +1,26 @@
-//! Chat server.
+//! A chat server and client on the `reactor` and `framing` crates, written
+//! the way messaging servers were built before HTTP stacks: one binary
+//! protocol (docs/PROTOCOL.md) over long-lived TCP connections.
+//!
+//! - [`protocol`]: the wire protocol as an I/O-free codec;
+//! - [`config`]: the TOML configuration and its checks (`chat-server -t`);
+//! - [`core`]: users, rooms and history shared by every event loop;
+//! - [`session`]: one connection's protocol state machine, a
+//!   [`reactor::FrameHandler`];
+//! - [`server`]: the reactor with its chat services, and reload.
+//!
+//! ```no_run
+//! use chat_server::{config::Config, server::ChatServer};
+//!
+//! let server = ChatServer::start(Config::builtin())?; // 127.0.0.1:7000
+//! println!("chat on {:?}", server.local_addrs());
+//! server.join();
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod core;
 pub mod protocol;
+pub mod server;
+pub mod session;

@@ -13,7 +13,7 @@ use crate::timer::TimerKind;
 use mio::net::TcpListener;
 use mio::Interest;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,9 @@ pub(crate) struct Acceptor {
     backoff: Duration,
     /// Waiting for an AcceptRetry timer after an accept error.
     paused: bool,
+    /// The next `accept` call comes from an AcceptRetry timer, whose caller
+    /// ignores the "budget ran out" answer.
+    retrying: bool,
     /// A spare descriptor, closed on EMFILE to accept-and-close the
     /// connection at the head of the backlog instead of leaving it hanging.
     spare: Option<File>,
@@ -93,6 +96,7 @@ impl Acceptor {
             next_loop: core.index,
             backoff: MIN_BACKOFF,
             paused: false,
+            retrying: false,
             spare: open_spare(),
             last_warning: None,
             suppressed: 0,
@@ -111,12 +115,18 @@ impl Acceptor {
     /// Called when an AcceptRetry timer fires.
     pub(crate) fn resume(&mut self) {
         self.paused = false;
+        self.retrying = true;
+        if self.spare.is_none() {
+            // Lost when another thread took the freed descriptor first.
+            self.spare = open_spare();
+        }
     }
 
     /// Accepts up to the budget. Returns true if the budget ran out with
     /// connections possibly still waiting (the loop must come back soon:
     /// edge-triggered polling will not report them again).
     pub(crate) fn accept(&mut self, core: &mut LoopCore, drivers: &mut [Box<dyn Driver>]) -> bool {
+        let retrying = std::mem::take(&mut self.retrying);
         if self.paused {
             return false;
         }
@@ -134,6 +144,10 @@ impl Acceptor {
                         svc.open.fetch_sub(1, Ordering::Relaxed);
                         Counters::add(&core.counters(self.service).rejected, 1);
                         log::debug!("{}: refusing {peer}: at max_connections ({max})", self.name);
+                        if let Some(msg) = &config.reject_with {
+                            // Best effort: a fresh socket's buffer takes a short message whole.
+                            let _ = (&stream).write(msg);
+                        }
                         drop(stream);
                         continue;
                     }
@@ -158,6 +172,14 @@ impl Acceptor {
                     return false;
                 }
             }
+        }
+        if retrying {
+            // The timer path drops our return value, and edge-triggered
+            // polling will not report the rest of the backlog again: come
+            // back by timer. Just after this turn's time, so that it fires
+            // next turn rather than in this turn's timer pass.
+            let at = core.now + Duration::from_nanos(1);
+            core.timers.insert(at, ConnId::from_token(self.token), TimerKind::AcceptRetry);
         }
         true
     }

@@ -1,5 +1,6 @@
 //! Per-service limits and per-reactor settings.
 
+use bytes::Bytes;
 use std::time::Duration;
 
 /// What a service does with a connection whose queued output passes
@@ -62,6 +63,9 @@ pub struct ServiceConfig {
     pub linger: Duration,
     /// Listen backlog.
     pub backlog: i32,
+    /// Bytes written (once, best effort) to a connection refused at
+    /// `max_connections` before it is closed, e.g. a "server full" frame.
+    pub reject_with: Option<Bytes>,
 }
 
 impl ServiceConfig {
@@ -117,6 +121,7 @@ impl Default for ServiceConfig {
             recv_buffer_size: None,
             linger: Duration::from_secs(2),
             backlog: 1024,
+            reject_with: None,
         }
     }
 }

@@ -111,12 +111,27 @@ impl<'a> Context<'a> {
     }
 
     /// Queues one shared buffer for many connections: each gets a reference
-    /// to the same bytes, never a copy.
-    pub fn broadcast(&mut self, ids: &[ConnId], data: &Bytes) {
+    /// to the same bytes, never a copy. Returns how many were addressed.
+    pub fn broadcast(&mut self, ids: &[ConnId], data: &Bytes) -> usize {
+        self.broadcast_filtered(ids, data, None)
+    }
+
+    /// Like [`Context::broadcast`], skipping the current connection.
+    pub fn broadcast_others(&mut self, ids: &[ConnId], data: &Bytes) -> usize {
+        self.broadcast_filtered(ids, data, Some(self.id))
+    }
+
+    fn broadcast_filtered(&mut self, ids: &[ConnId], data: &Bytes, skip: Option<ConnId>) -> usize {
         let here = self.core.index;
         let loops = self.core.remote.len();
+        // Ids for other loops, grouped so each loop gets one command.
         let mut remote: Vec<Vec<ConnId>> = Vec::new();
+        let mut sent = 0;
         for &id in ids {
+            if Some(id) == skip {
+                continue;
+            }
+            sent += 1;
             let target = id.loop_index();
             if id == self.id {
                 self.send(data.clone());
@@ -134,6 +149,7 @@ impl<'a> Context<'a> {
                 self.core.remote[target].push(Command::Broadcast(ids, data.clone()));
             }
         }
+        sent
     }
 
     /// Calls `on_notify(token)` for connection `id` on its own loop.

@@ -109,29 +109,7 @@ impl FramedContext<'_, '_> {
     /// nothing sent, if the payload comes out over the maximum.
     pub fn send_frame_with(&mut self, fill: impl FnOnce(&mut BytesMut)) -> Result<(), FrameError> {
         let config = self.config;
-        let header_len = config.header_len();
-        let r = self.cx.write_with(|buf| {
-            let start = buf.len();
-            buf.put_bytes(0, header_len);
-            fill(buf);
-            let len = buf.len() - start - header_len;
-            let mut header = BytesMut::with_capacity(header_len);
-            match config.encode_header(len, &mut header) {
-                Ok(()) if header.len() == header_len => {
-                    buf[start..start + header_len].copy_from_slice(&header);
-                    Ok(())
-                }
-                Ok(()) => {
-                    buf.truncate(start);
-                    Err(FrameError::Corrupt { reason: "encoder header length mismatch" })
-                }
-                Err(e) => {
-                    buf.truncate(start);
-                    Err(e)
-                }
-            }
-        });
-        match r {
+        match self.cx.write_with(|buf| encode_in_place(config, buf, fill)) {
             Some(Ok(())) => {
                 self.cx.count_frames_out(1);
                 Ok(())
@@ -139,6 +117,14 @@ impl FramedContext<'_, '_> {
             Some(Err(e)) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Encodes one frame, its payload written by `fill`, into shared bytes
+    /// to send to many connections.
+    pub fn encode_shared_with(&self, fill: impl FnOnce(&mut BytesMut)) -> Result<Bytes, FrameError> {
+        let mut buf = BytesMut::new();
+        encode_in_place(self.config, &mut buf, fill)?;
+        Ok(buf.freeze())
     }
 
     /// Encodes a frame once into shared bytes, to send to many connections.
@@ -154,9 +140,42 @@ impl FramedContext<'_, '_> {
 
     /// Sends one already encoded frame to many connections, sharing it.
     pub fn broadcast_encoded(&mut self, ids: &[ConnId], frame: &Bytes) {
-        self.cx.broadcast(ids, frame);
-        self.cx.count_frames_out(ids.len() as u64);
+        let sent = self.cx.broadcast(ids, frame);
+        self.cx.count_frames_out(sent as u64);
     }
+
+    /// Like [`FramedContext::broadcast_encoded`], skipping the current
+    /// connection if it is among `ids`.
+    pub fn broadcast_encoded_others(&mut self, ids: &[ConnId], frame: &Bytes) {
+        let sent = self.cx.broadcast_others(ids, frame);
+        self.cx.count_frames_out(sent as u64);
+    }
+}
+
+/// Appends a frame to `buf`: a header placeholder, the payload `fill`
+/// writes, then the real header once the length is known. On error `buf`
+/// is left as it was.
+fn encode_in_place(
+    config: &FrameConfig,
+    buf: &mut BytesMut,
+    fill: impl FnOnce(&mut BytesMut),
+) -> Result<(), FrameError> {
+    let header_len = config.header_len();
+    let start = buf.len();
+    buf.put_bytes(0, header_len);
+    fill(buf);
+    let len = buf.len() - start - header_len;
+    let mut header = BytesMut::with_capacity(header_len);
+    let result = match config.encode_header(len, &mut header) {
+        Ok(()) if header.len() == header_len => {
+            buf[start..start + header_len].copy_from_slice(&header);
+            return Ok(());
+        }
+        Ok(()) => Err(FrameError::Corrupt { reason: "encoder header length mismatch" }),
+        Err(e) => Err(e),
+    };
+    buf.truncate(start);
+    result
 }
 
 /// Per-connection state of a [`Framed`] service: the decoder and the inner

@@ -1,0 +1,288 @@
+//! The server's configuration: a TOML file (or the embedded default),
+//! checked as a whole before anything uses it.
+
+use crate::protocol::ServerLimits;
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The configuration `chat-server` runs with when given no file.
+pub const DEFAULT_CONFIG: &str = include_str!("../chat-server.toml");
+
+/// What to do with a client whose queued output passes the high watermark.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowConsumer {
+    /// Stop reading its requests until it catches up.
+    Pause,
+    /// Close it at once.
+    Disconnect,
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Event-loop threads; 0 means one per core.
+    #[serde(default)]
+    pub threads: usize,
+    /// Grace period of a graceful shutdown, in milliseconds.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_ms: u64,
+    /// The chat protocol service.
+    #[serde(default)]
+    pub chat: ChatConfig,
+}
+
+fn default_grace() -> u64 {
+    5000
+}
+
+/// The `[chat]` table. A key left out takes its default (the values of the
+/// embedded `chat-server.toml`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Listen addresses, one service each.
+    pub listen: Vec<String>,
+    /// Most connections open at once, per listener.
+    pub max_connections: usize,
+    /// Largest frame payload in bytes.
+    pub max_payload: u32,
+    /// Say + Direct messages per second per connection (0: unlimited).
+    pub rate_per_sec: u32,
+    /// Rooms one user may be in.
+    pub max_rooms_per_user: u32,
+    /// Members one room may have.
+    pub max_members_per_room: u32,
+    /// Messages kept per room and replayed on join.
+    pub history_len: u32,
+    /// Silence after which a connection is closed, in milliseconds.
+    pub idle_timeout_ms: u32,
+    /// Silence after which the server pings, in milliseconds.
+    pub ping_interval_ms: u32,
+    /// Shared secret required at login; empty for none.
+    #[serde(default)]
+    pub token: String,
+    /// Policy past the high watermark.
+    pub slow_consumer: SlowConsumer,
+    /// Queued output at which the slow-consumer policy applies.
+    pub write_high_watermark: usize,
+    /// Queued output at which a client is disconnected.
+    pub max_write_queue: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> ChatConfig {
+        let limits = ServerLimits::default();
+        ChatConfig {
+            listen: vec!["127.0.0.1:7000".into()],
+            max_connections: 10_000,
+            max_payload: limits.max_payload,
+            rate_per_sec: limits.rate_per_sec,
+            max_rooms_per_user: limits.max_rooms_per_user,
+            max_members_per_room: limits.max_members_per_room,
+            history_len: limits.history_len,
+            idle_timeout_ms: limits.idle_timeout_ms,
+            ping_interval_ms: crate::protocol::DEFAULT_PING_INTERVAL_MS,
+            token: String::new(),
+            slow_consumer: SlowConsumer::Pause,
+            write_high_watermark: 1 << 20,
+            max_write_queue: 8 << 20,
+        }
+    }
+}
+
+/// A configuration that cannot be used: which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where the configuration came from (a path, or "built-in default").
+    pub source: String,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Upper bounds that keep a typo (an extra zero or three) from taking the
+/// machine down; they are far above any sane setting.
+const MAX_PAYLOAD: u32 = 16 << 20;
+const MAX_HISTORY: u32 = 100_000;
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn builtin() -> Config {
+        // The embedded file is checked by a unit test, so this cannot fail
+        // in a released binary; fall back to parsing errors loudly anyway.
+        match Config::parse(DEFAULT_CONFIG, "built-in default") {
+            Ok(c) => c,
+            Err(e) => panic!("the embedded default configuration is invalid: {e}"),
+        }
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { source: source.clone(), message: format!("cannot read: {e}") })?;
+        Config::parse(&text, &source)
+    }
+
+    /// Parses and checks configuration text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let err = |message: String| ConfigError { source: source.to_string(), message };
+        let config: Config = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
+        config.validate().map_err(err)?;
+        Ok(config)
+    }
+
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let c = &self.chat;
+        if c.listen.is_empty() {
+            return Err("chat.listen: at least one address is needed".into());
+        }
+        for (i, a) in c.listen.iter().enumerate() {
+            a.parse::<SocketAddr>()
+                .map_err(|e| format!("chat.listen[{i}]: {a:?} is not a socket address (ip:port): {e}"))?;
+        }
+        let positive = [
+            ("chat.max_connections", c.max_connections as u64),
+            ("chat.max_payload", u64::from(c.max_payload)),
+            ("chat.max_rooms_per_user", u64::from(c.max_rooms_per_user)),
+            ("chat.max_members_per_room", u64::from(c.max_members_per_room)),
+            ("chat.idle_timeout_ms", u64::from(c.idle_timeout_ms)),
+            ("chat.ping_interval_ms", u64::from(c.ping_interval_ms)),
+            ("chat.write_high_watermark", c.write_high_watermark as u64),
+            ("chat.max_write_queue", c.max_write_queue as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("{key}: must be greater than 0"));
+            }
+        }
+        if c.max_payload < 1024 || c.max_payload > MAX_PAYLOAD {
+            return Err(format!("chat.max_payload: {} is outside 1024..={MAX_PAYLOAD}", c.max_payload));
+        }
+        if c.history_len > MAX_HISTORY {
+            return Err(format!("chat.history_len: {} is over the limit of {MAX_HISTORY}", c.history_len));
+        }
+        if c.ping_interval_ms >= c.idle_timeout_ms {
+            return Err(format!(
+                "chat.ping_interval_ms: {} must be shorter than chat.idle_timeout_ms ({}), or idle clients \
+                 are closed before they are pinged",
+                c.ping_interval_ms, c.idle_timeout_ms
+            ));
+        }
+        if c.write_high_watermark > c.max_write_queue {
+            return Err(format!(
+                "chat.write_high_watermark: {} is above chat.max_write_queue ({})",
+                c.write_high_watermark, c.max_write_queue
+            ));
+        }
+        if (c.max_write_queue as u64) < u64::from(c.max_payload) * 2 {
+            return Err(format!(
+                "chat.max_write_queue: {} must hold at least two maximal frames (2 × chat.max_payload = {})",
+                c.max_write_queue,
+                u64::from(c.max_payload) * 2
+            ));
+        }
+        if c.token.len() > crate::protocol::MAX_STR8_LEN {
+            return Err(format!("chat.token: longer than {} bytes", crate::protocol::MAX_STR8_LEN));
+        }
+        Ok(())
+    }
+
+    /// The chat listen addresses (validated).
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.chat.listen.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+
+    /// The limits announced to clients at login.
+    pub fn limits(&self) -> ServerLimits {
+        let c = &self.chat;
+        ServerLimits {
+            max_payload: c.max_payload,
+            rate_per_sec: c.rate_per_sec,
+            max_rooms_per_user: c.max_rooms_per_user,
+            max_members_per_room: c.max_members_per_room,
+            history_len: c.history_len,
+            idle_timeout_ms: c.idle_timeout_ms,
+        }
+    }
+
+    /// The graceful-shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_default_is_valid() {
+        let c = Config::builtin();
+        assert_eq!(c.listen_addrs(), vec!["127.0.0.1:7000".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(c.limits(), ServerLimits::default());
+    }
+
+    fn with(change: &str, value: &str) -> Result<Config, ConfigError> {
+        let text =
+            DEFAULT_CONFIG
+                .lines()
+                .map(|l| {
+                    if l.starts_with(&format!("{change} =")) {
+                        format!("{change} = {value}")
+                    } else {
+                        l.into()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+        Config::parse(&text, "test.toml")
+    }
+
+    #[test]
+    fn omitted_keys_take_the_documented_defaults() {
+        let c = Config::parse("[chat]\nhistory_len = 7\n", "x").unwrap();
+        assert_eq!(c.chat.history_len, 7);
+        assert_eq!(c.chat.rate_per_sec, 50);
+        assert_eq!(Config::parse("", "x").unwrap(), Config::builtin());
+        assert_eq!(Config::builtin().chat, ChatConfig::default(), "chat-server.toml and the defaults agree");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = with("history_len", "1000000").unwrap_err();
+        assert!(e.message.starts_with("chat.history_len:"), "{e}");
+        let e = with("listen", "[\"nonsense\"]").unwrap_err();
+        assert!(e.message.starts_with("chat.listen[0]:"), "{e}");
+        let e = with("ping_interval_ms", "90000").unwrap_err();
+        assert!(e.message.starts_with("chat.ping_interval_ms:"), "{e}");
+        let e = with("max_payload", "0").unwrap_err();
+        assert!(e.message.contains("chat.max_payload"), "{e}");
+        assert_eq!(e.source, "test.toml");
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_rejected() {
+        let e = Config::parse(&format!("{DEFAULT_CONFIG}\nbogus = 1\n"), "x").unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+        let e = with("rate_per_sec", "\"fast\"").unwrap_err();
+        assert!(e.message.contains("rate_per_sec"), "{e}");
+        let e = with("slow_consumer", "\"explode\"").unwrap_err();
+        assert!(e.message.contains("slow_consumer"), "{e}");
+        let e = Config::parse("[chat]\nmax_payload = -1\n", "x").unwrap_err();
+        assert!(e.message.contains("max_payload"), "{e}");
+    }
+}
