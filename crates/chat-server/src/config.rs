@@ -117,6 +117,17 @@ impl std::error::Error for ConfigError {}
 const MAX_PAYLOAD: u32 = 16 << 20;
 const MAX_HISTORY: u32 = 100_000;
 
+/// One line for the log: where the error is, the offending line (which
+/// names the key), and what is wrong.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end().replace('\n', " ");
+    let Some(span) = e.span() else { return message };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    format!("line {line_no}: `{line}`: {message}")
+}
+
 impl Config {
     /// The embedded default configuration.
     pub fn builtin() -> Config {
@@ -139,7 +150,7 @@ impl Config {
     /// Parses and checks configuration text; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         let err = |message: String| ConfigError { source: source.to_string(), message };
-        let config: Config = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
+        let config: Config = toml::from_str(text).map_err(|e| err(describe_toml_error(text, &e)))?;
         config.validate().map_err(err)?;
         Ok(config)
     }

@@ -97,17 +97,21 @@ impl ChatServer {
         if config.threads > 0 {
             builder = builder.threads(config.threads);
         }
-        let addrs = config.listen_addrs();
-        let services = if listeners.is_empty() { addrs.len() } else { listeners.len() };
-        let mut listeners = listeners.into_iter();
-        for i in 0..services {
+        // Inherited listeners replace the configured addresses.
+        let sources: Vec<Result<TcpListener, SocketAddr>> = if listeners.is_empty() {
+            config.listen_addrs().into_iter().map(Err).collect()
+        } else {
+            listeners.into_iter().map(Ok).collect()
+        };
+        let services = sources.len();
+        for (i, source) in sources.into_iter().enumerate() {
             let name = if services == 1 { "chat".to_string() } else { format!("chat-{i}") };
             let service = service_config(&config, &name);
             let core = core.clone();
             let factory = move |_| Framed::new(frames, ChatService::new(core.clone()));
-            builder = match listeners.next() {
-                Some(l) => builder.service_on(service, l, factory),
-                None => builder.service(service, addrs[i], factory),
+            builder = match source {
+                Ok(listener) => builder.service_on(service, listener, factory),
+                Err(addr) => builder.service(service, addr, factory),
             };
         }
         let reactor = builder.build()?;

@@ -160,6 +160,9 @@ impl ChatService {
         room: &str,
         nick: &Arc<str>,
     ) {
+        if s.rooms.iter().any(|m| &*m.name == room) {
+            return reply_err(cx, request_id, ErrorCode::AlreadyMember, &format!("already in {room}"));
+        }
         if s.rooms.len() >= self.settings.limits.max_rooms_per_user as usize {
             let max = self.settings.limits.max_rooms_per_user;
             return reply_err(
