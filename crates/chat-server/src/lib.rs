@@ -7,7 +7,9 @@
 //! - [`core`]: users, rooms and history shared by every event loop;
 //! - [`session`]: one connection's protocol state machine, a
 //!   [`reactor::FrameHandler`];
-//! - [`server`]: the reactor with its chat services, and reload.
+//! - [`server`]: the reactor with its chat services, and reload;
+//! - [`client`]: a blocking client, used by the integration tests and the
+//!   `chat-client` binary.
 //!
 //! ```no_run
 //! use chat_server::{config::Config, server::ChatServer};
@@ -19,6 +21,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod config;
 pub mod core;
 pub mod protocol;
