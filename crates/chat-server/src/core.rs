@@ -94,6 +94,7 @@ pub struct ChatCore {
     users: Mutex<HashMap<Arc<str>, ConnId>>,
     rooms: Mutex<HashMap<Arc<str>, RoomRef>>,
     next_id: AtomicU64,
+    going_away: Mutex<(String, u32)>,
 }
 
 impl ChatCore {
@@ -106,7 +107,19 @@ impl ChatCore {
             users: Mutex::new(HashMap::new()),
             rooms: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            going_away: Mutex::new(("server shutting down".to_string(), 0)),
         }
+    }
+
+    /// What clients are told when the server goes away: a reason and a
+    /// reconnect hint in milliseconds (0: none).
+    pub fn going_away(&self) -> (String, u32) {
+        lock(&self.going_away).clone()
+    }
+
+    /// Sets what clients are told when the server goes away.
+    pub fn set_going_away(&self, reason: &str, retry_after_ms: u32) {
+        *lock(&self.going_away) = (reason.to_string(), retry_after_ms);
     }
 
     /// The current settings.

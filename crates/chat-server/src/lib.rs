@@ -8,6 +8,8 @@
 //! - [`session`]: one connection's protocol state machine, a
 //!   [`reactor::FrameHandler`];
 //! - [`server`]: the reactor with its chat services, and reload;
+//! - [`listeners`] and [`upgrade`]: inherited listening sockets (systemd,
+//!   or a predecessor) and binary upgrade on the fly;
 //! - [`client`]: a blocking client, used by the integration tests and the
 //!   `chat-client` binary.
 //!
@@ -24,6 +26,8 @@
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod listeners;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod upgrade;

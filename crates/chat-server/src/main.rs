@@ -1,23 +1,39 @@
 //! `chat-server`: the chat protocol server.
 //!
-//! Signals: SIGHUP reloads the config file; SIGTERM and SIGINT shut down
-//! gracefully (going-away push, flush, close within the grace period).
+//! Signals: SIGHUP reloads the config file; SIGTERM, SIGINT and SIGQUIT shut
+//! down gracefully (going-away push, flush, close within the grace period);
+//! SIGUSR2 upgrades the binary on the fly (see `chat_server::upgrade`).
 
 use chat_server::config::{Config, ConfigError};
+use chat_server::listeners;
 use chat_server::server::{check_bind, ChatServer};
+use chat_server::upgrade::{self, Invocation, PidFile};
 use clap::Parser;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use signal_hook::iterator::Signals;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a successor may take to start serving before the upgrade is
+/// abandoned.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Chat server speaking the binary protocol of docs/PROTOCOL.md.
 ///
 /// Without -c it runs on the built-in default configuration (127.0.0.1:7000;
-/// the same as crates/chat-server/chat-server.toml). Signals: HUP reloads
-/// the config file without dropping connections (an invalid file is logged
-/// and ignored); TERM or INT shuts down gracefully. Logging: RUST_LOG
-/// (default "info").
+/// the same as crates/chat-server/chat-server.toml).
+///
+/// Signals: HUP reloads the config file without dropping connections (an
+/// invalid file is logged and ignored). TERM, INT or QUIT shut down
+/// gracefully: stop accepting, send clients a going-away push, flush, exit
+/// within shutdown_grace_ms. USR2 upgrades on the fly: a new process of the
+/// binary now at this path, with the same arguments, inherits the listening
+/// sockets; it checks its config and starts serving, and only then does the
+/// old process drain and exit; if the new one fails, the old one keeps
+/// serving. Listening sockets are also accepted from systemd socket
+/// activation (LISTEN_FDS). Logging: RUST_LOG (default "info").
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -34,6 +50,18 @@ struct Args {
     /// bound) and exit: status 0 and "configuration ok", or 1 and the reason.
     #[arg(short = 't', long = "test")]
     test: bool,
+    /// Write the process id to FILE (renamed FILE.oldbin during an upgrade).
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+}
+
+/// What the main thread waits for.
+enum Event {
+    Signal(i32),
+    /// The successor is serving: drain and exit.
+    UpgradeReady(u32),
+    /// The successor failed: keep serving.
+    UpgradeFailed(String),
 }
 
 impl Args {
@@ -84,16 +112,29 @@ fn main() -> ExitCode {
             }
         };
     }
-    // Registered before any thread starts, so every thread has them blocked
-    // from the default action and the iterator sees them.
-    let mut signals = match Signals::new([SIGHUP, SIGTERM, SIGINT]) {
+    // Inherited state is read and cleared before any thread starts.
+    let ready_fd = upgrade::take_ready_fd();
+    let inherited = match listeners::inherited() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("chat-server: inherited listeners: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let invocation = Invocation::current();
+    // Registered before any thread starts, so that no thread takes the
+    // default action for them.
+    let mut signals = match Signals::new([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR2]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chat-server: cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let mut server = match ChatServer::start(config) {
+    let inherited_any = !inherited.is_empty();
+    let started =
+        if inherited_any { ChatServer::start_on(config, inherited) } else { ChatServer::start(config) };
+    let mut server = match started {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chat-server: {e}");
@@ -101,11 +142,32 @@ fn main() -> ExitCode {
         }
     };
     for addr in server.local_addrs() {
-        log::info!("chat-server listening on {addr}");
+        let how = if inherited_any { " (inherited)" } else { "" };
+        log::info!("chat-server {} listening on {addr}{how}", std::process::id());
     }
-    for signal in signals.forever() {
-        match signal {
-            SIGHUP => match args.load() {
+    upgrade::notify_ready(ready_fd);
+    let pid_file = match args.pid_file.as_deref().map(PidFile::create).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("cannot write the pid file: {e}");
+            None
+        }
+    };
+
+    let (tx, events) = mpsc::channel();
+    let signal_tx = tx.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if signal_tx.send(Event::Signal(signal)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut upgrading = false;
+    let mut upgraded = false;
+    for event in events {
+        match event {
+            Event::Signal(SIGHUP) => match args.load() {
                 Ok(new) => match server.reload(new) {
                     Ok(ignored) => {
                         for why in ignored {
@@ -117,13 +179,77 @@ fn main() -> ExitCode {
                 },
                 Err(e) => log::error!("reload rejected, keeping the running configuration: {e}"),
             },
-            _ => {
+            Event::Signal(SIGUSR2) => {
+                if upgrading {
+                    log::warn!("upgrade already in progress; SIGUSR2 ignored");
+                    continue;
+                }
+                let invocation = match &invocation {
+                    Ok(i) => i,
+                    Err(e) => {
+                        log::error!("upgrade impossible: cannot find this executable: {e}");
+                        continue;
+                    }
+                };
+                if let Some(p) = &pid_file {
+                    if let Err(e) = p.to_oldbin() {
+                        log::error!("upgrade abandoned: cannot rename the pid file: {e}");
+                        continue;
+                    }
+                }
+                match upgrade::spawn(invocation, server.listeners()) {
+                    Ok(successor) => {
+                        log::info!(
+                            "upgrade: started {} (pid {})",
+                            invocation.exe.display(),
+                            successor.child.id()
+                        );
+                        upgrading = true;
+                        let tx = tx.clone();
+                        std::thread::spawn(move || {
+                            let event = match successor.wait_ready(UPGRADE_TIMEOUT) {
+                                Ok(pid) => Event::UpgradeReady(pid),
+                                Err(e) => Event::UpgradeFailed(e),
+                            };
+                            let _ = tx.send(event);
+                        });
+                    }
+                    Err(e) => {
+                        log::error!("upgrade failed: cannot start {}: {e}", invocation.exe.display());
+                        if let Some(p) = &pid_file {
+                            let _ = p.restore();
+                        }
+                    }
+                }
+            }
+            Event::UpgradeFailed(why) => {
+                upgrading = false;
+                if let Some(p) = &pid_file {
+                    if let Err(e) = p.restore() {
+                        log::error!("cannot restore the pid file: {e}");
+                    }
+                }
+                log::error!("upgrade failed, still serving: {why}");
+            }
+            Event::UpgradeReady(pid) => {
+                log::info!("upgrade: new process {pid} is serving; draining this one");
+                upgraded = true;
+                break;
+            }
+            Event::Signal(signal) => {
                 log::info!("shutting down (signal {signal})");
                 break;
             }
         }
     }
-    server.shutdown();
+    if upgraded {
+        server.drain_for_upgrade();
+    } else {
+        server.shutdown();
+    }
+    if let Some(p) = &pid_file {
+        p.remove(upgraded);
+    }
     log::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -3,6 +3,7 @@
 
 use crate::config::{Config, SlowConsumer};
 use crate::core::{ChatCore, Settings};
+use crate::listeners::{BoundListener, ServiceKind};
 use crate::protocol::{ErrorCode, Push};
 use crate::session::ChatService;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -12,6 +13,11 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Listen backlog of the chat listeners.
+const LISTEN_BACKLOG: i32 = 1024;
+/// Reconnect hint sent with the going-away push of an upgrade.
+const RECONNECT_HINT_MS: u32 = 100;
 
 /// The settings sessions use, from a config.
 pub fn settings(config: &Config) -> Settings {
@@ -74,53 +80,65 @@ pub fn check_bind(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Binds the config's listen addresses.
+pub fn bind(config: &Config) -> io::Result<Vec<BoundListener>> {
+    config
+        .listen_addrs()
+        .into_iter()
+        .map(|addr| {
+            let listener = reactor::bind_listener(addr, LISTEN_BACKLOG)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            Ok(BoundListener { kind: ServiceKind::Chat, listener })
+        })
+        .collect()
+}
+
 /// A running chat server.
 pub struct ChatServer {
     reactor: Reactor,
     core: Arc<ChatCore>,
     config: Config,
-    services: usize,
+    /// The listening sockets, kept to hand them to a successor.
+    listeners: Vec<BoundListener>,
 }
 
 impl ChatServer {
     /// Binds the config's listen addresses and starts serving.
     pub fn start(config: Config) -> io::Result<ChatServer> {
-        ChatServer::start_on(config, Vec::new())
+        let listeners = bind(&config)?;
+        ChatServer::start_on(config, listeners)
     }
 
-    /// Starts serving on listeners bound elsewhere (inherited from another
-    /// process, or from systemd) instead of binding the config's addresses.
-    pub fn start_on(config: Config, listeners: Vec<TcpListener>) -> io::Result<ChatServer> {
+    /// Starts serving on listeners bound elsewhere: inherited from a
+    /// previous process or from systemd. They replace the config's
+    /// addresses.
+    pub fn start_on(config: Config, listeners: Vec<BoundListener>) -> io::Result<ChatServer> {
         let core = Arc::new(ChatCore::new(settings(&config)));
         let frames = frame_config(&config);
         let mut builder = Reactor::builder();
         if config.threads > 0 {
             builder = builder.threads(config.threads);
         }
-        // Inherited listeners replace the configured addresses.
-        let sources: Vec<Result<TcpListener, SocketAddr>> = if listeners.is_empty() {
-            config.listen_addrs().into_iter().map(Err).collect()
-        } else {
-            listeners.into_iter().map(Ok).collect()
-        };
-        let services = sources.len();
-        for (i, source) in sources.into_iter().enumerate() {
-            let name = if services == 1 { "chat".to_string() } else { format!("chat-{i}") };
+        let chat = listeners.iter().filter(|l| l.kind == ServiceKind::Chat).count();
+        for (i, bound) in listeners.iter().enumerate() {
+            let name = if chat == 1 { "chat".to_string() } else { format!("chat-{i}") };
             let service = service_config(&config, &name);
             let core = core.clone();
             let factory = move |_| Framed::new(frames, ChatService::new(core.clone()));
-            builder = match source {
-                Ok(listener) => builder.service_on(service, listener, factory),
-                Err(addr) => builder.service(service, addr, factory),
-            };
+            builder = builder.service_on(service, bound.listener.try_clone()?, factory);
         }
         let reactor = builder.build()?;
-        Ok(ChatServer { reactor, core, config, services })
+        Ok(ChatServer { reactor, core, config, listeners })
+    }
+
+    /// The listening sockets (to hand to a successor).
+    pub fn listeners(&self) -> &[BoundListener] {
+        &self.listeners
     }
 
     /// The addresses the chat services listen on.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        (0..self.services).filter_map(|i| self.reactor.local_addr(i)).collect()
+        self.listeners.iter().filter(|l| l.kind == ServiceKind::Chat).filter_map(|l| l.local_addr()).collect()
     }
 
     /// A handle to the reactor (counters, shutdown).
@@ -151,7 +169,7 @@ impl ChatServer {
             ignored.push("threads changes need a restart".to_string());
         }
         let handle = self.handle();
-        for i in 0..self.services {
+        for i in 0..self.listeners.len() {
             let name = handle.stats(i).map(|s| s.name).unwrap_or_default();
             handle.reconfigure(i, service_config(&new, &name))?;
         }
@@ -168,6 +186,14 @@ impl ChatServer {
     pub fn shutdown(self) {
         let grace = self.config.shutdown_grace();
         self.reactor.shutdown(grace);
+    }
+
+    /// Hands over to a successor that is already serving the same
+    /// listeners: like [`ChatServer::shutdown`], but clients are told the
+    /// server is restarting and to come back shortly.
+    pub fn drain_for_upgrade(self) {
+        self.core.set_going_away("server restarting", RECONNECT_HINT_MS);
+        self.shutdown();
     }
 
     /// Waits for the loops to exit (after [`ReactorHandle::shutdown`]).

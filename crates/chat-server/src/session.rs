@@ -378,7 +378,8 @@ impl FrameHandler for ChatService {
     }
 
     fn on_shutdown(&mut self, cx: &mut FramedContext<'_, '_>, _s: &mut Session) {
-        send_push(cx, &Push::GoingAway { retry_after_ms: 0, reason: "server shutting down".into() });
+        let (reason, retry_after_ms) = self.core.going_away();
+        send_push(cx, &Push::GoingAway { retry_after_ms, reason });
     }
 
     fn on_close(&mut self, cx: &mut FramedContext<'_, '_>, s: Session, reason: &CloseReason) {

@@ -1,41 +1,14 @@
 //! The `chat-server` binary as an operator runs it: `-t`, SIGHUP reload
 //! with good and bad files while clients stay connected, SIGTERM.
 
-use chat_server::client::{ChatClient, ClientError};
+mod common;
+
+use chat_server::client::ChatClient;
 use chat_server::protocol::{ErrorCode, Push, ServerFrame};
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use common::{check, free_addr, login, temp_dir, write_config, Server, BIN, TIMEOUT};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chat-server-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn write_config(path: &Path, addr: SocketAddr, extra: &str) {
-    let text = format!(
-        "threads = 2\nshutdown_grace_ms = 3000\n[chat]\nlisten = [\"{addr}\"]\nrate_per_sec = 0\n{extra}\n"
-    );
-    std::fs::write(path, text).unwrap();
-}
-
-fn check(path: &Path) -> (bool, String) {
-    let out = Command::new(BIN).arg("-t").arg("-c").arg(path).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
 
 #[test]
 fn check_mode_accepts_good_files_and_names_the_bad_key() {
@@ -66,65 +39,6 @@ fn check_mode_accepts_good_files_and_names_the_bad_key() {
     let out = Command::new(BIN).arg("-t").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration ok"));
-}
-
-/// A running server process whose log lines arrive on a channel.
-struct Server {
-    child: Child,
-    log: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(config: &Path) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("-c")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, log) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let server = Server { child, log };
-        server.wait_log("listening on");
-        server
-    }
-
-    fn wait_log(&self, needle: &str) -> String {
-        let end = Instant::now() + TIMEOUT;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no log line containing {needle:?}"),
-            }
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) with our own child's pid.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn login(addr: SocketAddr, nick: &str, token: Option<&str>) -> Result<ChatClient, ClientError> {
-    let mut c = ChatClient::connect(addr, TIMEOUT)?;
-    c.login(nick, token)?;
-    Ok(c)
 }
 
 #[test]
