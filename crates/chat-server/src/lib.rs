@@ -28,6 +28,7 @@ pub mod config;
 pub mod core;
 pub mod listeners;
 pub mod protocol;
+pub mod sd_notify;
 pub mod server;
 pub mod session;
 pub mod upgrade;

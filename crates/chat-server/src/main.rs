@@ -6,6 +6,7 @@
 
 use chat_server::config::{Config, ConfigError};
 use chat_server::listeners;
+use chat_server::sd_notify::notify;
 use chat_server::server::{check_bind, ChatServer};
 use chat_server::upgrade::{self, Invocation, PidFile};
 use clap::Parser;
@@ -146,6 +147,7 @@ fn main() -> ExitCode {
         log::info!("chat-server {} listening on {addr}{how}", std::process::id());
     }
     upgrade::notify_ready(ready_fd);
+    notify(&format!("READY=1\nMAINPID={}", std::process::id()));
     let pid_file = match args.pid_file.as_deref().map(PidFile::create).transpose() {
         Ok(p) => p,
         Err(e) => {
@@ -167,8 +169,9 @@ fn main() -> ExitCode {
     let mut upgraded = false;
     for event in events {
         match event {
-            Event::Signal(SIGHUP) => match args.load() {
-                Ok(new) => match server.reload(new) {
+            Event::Signal(SIGHUP) => {
+                notify("RELOADING=1");
+                match args.load().map_err(|e| e.to_string()).and_then(|new| server.reload(new)) {
                     Ok(ignored) => {
                         for why in ignored {
                             log::warn!("reload: {why}");
@@ -176,9 +179,9 @@ fn main() -> ExitCode {
                         log::info!("reloaded configuration from {}", args.source());
                     }
                     Err(e) => log::error!("reload rejected, keeping the running configuration: {e}"),
-                },
-                Err(e) => log::error!("reload rejected, keeping the running configuration: {e}"),
-            },
+                }
+                notify("READY=1");
+            }
             Event::Signal(SIGUSR2) => {
                 if upgrading {
                     log::warn!("upgrade already in progress; SIGUSR2 ignored");
@@ -242,6 +245,7 @@ fn main() -> ExitCode {
             }
         }
     }
+    notify("STOPPING=1");
     if upgraded {
         server.drain_for_upgrade();
     } else {
