@@ -249,7 +249,9 @@ impl ChatClient {
             .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")))
     }
 
-    fn from_stream(stream: TcpStream, timeout: Duration) -> io::Result<ChatClient> {
+    /// Wraps a stream connected elsewhere (e.g. with socket options set
+    /// before connecting), with `timeout` as in [`connect`](Self::connect).
+    pub fn from_stream(stream: TcpStream, timeout: Duration) -> io::Result<ChatClient> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
