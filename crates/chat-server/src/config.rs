@@ -57,6 +57,8 @@ pub struct ChatConfig {
     pub max_rooms_per_user: u32,
     /// Members one room may have.
     pub max_members_per_room: u32,
+    /// Rooms the server holds at most (rooms persist with their history).
+    pub max_rooms: usize,
     /// Messages kept per room and replayed on join.
     pub history_len: u32,
     /// Silence after which a connection is closed, in milliseconds.
@@ -84,6 +86,7 @@ impl Default for ChatConfig {
             rate_per_sec: limits.rate_per_sec,
             max_rooms_per_user: limits.max_rooms_per_user,
             max_members_per_room: limits.max_members_per_room,
+            max_rooms: 10_000,
             history_len: limits.history_len,
             idle_timeout_ms: limits.idle_timeout_ms,
             ping_interval_ms: crate::protocol::DEFAULT_PING_INTERVAL_MS,
@@ -170,6 +173,7 @@ impl Config {
             ("chat.max_payload", u64::from(c.max_payload)),
             ("chat.max_rooms_per_user", u64::from(c.max_rooms_per_user)),
             ("chat.max_members_per_room", u64::from(c.max_members_per_room)),
+            ("chat.max_rooms", c.max_rooms as u64),
             ("chat.idle_timeout_ms", u64::from(c.idle_timeout_ms)),
             ("chat.ping_interval_ms", u64::from(c.ping_interval_ms)),
             ("chat.write_high_watermark", c.write_high_watermark as u64),

@@ -5,7 +5,8 @@
 
 use crate::protocol::{ErrorCode, PresenceKind, Push, PushRef, RoomInfo, ServerLimits};
 use bytes::Bytes;
-use reactor::{ConnId, FramedContext};
+use bytes::{BufMut, BytesMut};
+use reactor::{ConnId, Context};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -18,6 +19,8 @@ pub struct Settings {
     pub limits: ServerLimits,
     /// Shared secret required at login, if any.
     pub token: Option<String>,
+    /// Most rooms the server holds.
+    pub max_rooms: usize,
     /// Silence after which the server pings a client.
     pub ping_interval: Duration,
 }
@@ -36,12 +39,16 @@ pub struct StoredMessage {
 }
 
 /// One room: members (ids and nicknames side by side, so the ids can be
-/// broadcast to as one slice) and recent history.
+/// broadcast to as one slice), recent history, and the connections waiting
+/// for its next message (HTTP long polls). Rooms persist once created, so
+/// that history outlives membership; the server holds at most
+/// `max_rooms`.
 pub struct Room {
     name: Arc<str>,
     ids: Vec<ConnId>,
     nicks: Vec<Arc<str>>,
     history: VecDeque<StoredMessage>,
+    waiters: Vec<ConnId>,
 }
 
 impl Room {
@@ -178,27 +185,36 @@ impl ChatCore {
         (self.next_id.fetch_add(1, Ordering::Relaxed), now_us())
     }
 
-    /// Adds a member to a room, creating it, and tells the other members.
-    pub fn join(
+    /// The room called `name`, created if the server has room for it.
+    fn room_or_create(
         &self,
-        cx: &mut FramedContext<'_, '_>,
-        room_name: &str,
-        nick: &Arc<str>,
-    ) -> Result<Joined, ErrorCode> {
+        rooms: &mut HashMap<Arc<str>, RoomRef>,
+        name: &str,
+    ) -> Result<RoomRef, ErrorCode> {
+        if let Some(room) = rooms.get(name) {
+            return Ok(room.clone());
+        }
+        if rooms.len() >= self.settings().max_rooms {
+            return Err(ErrorCode::TooManyRooms);
+        }
+        let name: Arc<str> = Arc::from(name);
+        let room = Arc::new(Mutex::new(Room {
+            name: name.clone(),
+            ids: Vec::new(),
+            nicks: Vec::new(),
+            history: VecDeque::new(),
+            waiters: Vec::new(),
+        }));
+        rooms.insert(name, room.clone());
+        Ok(room)
+    }
+
+    /// Adds a member to a room, creating it, and tells the other members.
+    pub fn join(&self, cx: &mut Context<'_>, room_name: &str, nick: &Arc<str>) -> Result<Joined, ErrorCode> {
         let limits = self.settings().limits;
         // Lock order everywhere: the room map, then a room.
         let mut rooms = lock(&self.rooms);
-        let room = rooms
-            .entry(Arc::from(room_name))
-            .or_insert_with_key(|name| {
-                Arc::new(Mutex::new(Room {
-                    name: name.clone(),
-                    ids: Vec::new(),
-                    nicks: Vec::new(),
-                    history: VecDeque::new(),
-                }))
-            })
-            .clone();
+        let room = self.room_or_create(&mut rooms, room_name)?;
         let mut r = lock(&room);
         if r.ids.contains(&cx.id()) {
             return Err(ErrorCode::AlreadyMember);
@@ -206,10 +222,11 @@ impl ChatCore {
         if r.ids.len() >= limits.max_members_per_room as usize {
             return Err(ErrorCode::RoomFull);
         }
-        let presence =
-            encode_push(cx, PushRef::Presence { room: room_name, nick, kind: PresenceKind::Joined });
-        if let Some(frame) = presence {
-            cx.broadcast_encoded(&r.ids, &frame);
+        if let Some(frame) =
+            self.frame(PushRef::Presence { room: room_name, nick, kind: PresenceKind::Joined })
+        {
+            let sent = cx.broadcast(&r.ids, &frame);
+            cx.count_frames_out(sent as u64);
         }
         r.ids.push(cx.id());
         r.nicks.push(nick.clone());
@@ -221,51 +238,36 @@ impl ChatCore {
         Ok(Joined { room, members, history })
     }
 
-    /// Removes a member from a room, tells the others, and drops the room
-    /// (with its history) once empty.
-    pub fn leave(
-        &self,
-        cx: &mut FramedContext<'_, '_>,
-        room_name: &str,
-        nick: &str,
-        id: ConnId,
-    ) -> Result<(), ErrorCode> {
-        let mut rooms = lock(&self.rooms);
-        let room = rooms.get(room_name).ok_or(ErrorCode::UnknownRoom)?.clone();
+    /// Removes the current connection from a room and tells the others.
+    pub fn leave(&self, cx: &mut Context<'_>, room_name: &str, nick: &str) -> Result<(), ErrorCode> {
+        let id = cx.id();
+        let room = self.room(room_name).ok_or(ErrorCode::UnknownRoom)?;
         let mut r = lock(&room);
         let i = r.ids.iter().position(|&m| m == id).ok_or(ErrorCode::NotMember)?;
         r.ids.swap_remove(i);
         r.nicks.swap_remove(i);
-        if r.ids.is_empty() {
-            drop(r);
-            rooms.remove(room_name);
-            return Ok(());
-        }
-        if let Some(frame) =
-            encode_push(cx, PushRef::Presence { room: room_name, nick, kind: PresenceKind::Left })
+        if let Some(frame) = self.frame(PushRef::Presence { room: room_name, nick, kind: PresenceKind::Left })
         {
-            cx.broadcast_encoded(&r.ids, &frame);
+            let sent = cx.broadcast(&r.ids, &frame);
+            cx.count_frames_out(sent as u64);
         }
         Ok(())
     }
 
-    /// Posts a message to a room: stamps it, keeps it in history and sends
-    /// it, encoded once, to every member but the sender. The room stays
-    /// locked meanwhile, so history order is delivery order.
-    pub fn post(
-        &self,
-        cx: &mut FramedContext<'_, '_>,
-        room: &RoomRef,
-        from: &Arc<str>,
-        text: &str,
-    ) -> (u64, u64) {
+    /// Posts a message to a room: stamps it, keeps it in history, sends it,
+    /// encoded once, to every member but the sender, and wakes the room's
+    /// waiters. The room stays locked meanwhile, so history order is
+    /// delivery order.
+    pub fn post(&self, cx: &mut Context<'_>, room: &RoomRef, from: &Arc<str>, text: &str) -> (u64, u64) {
         let history_len = self.settings().limits.history_len as usize;
         let mut r = lock(room);
         let (id, ts_us) = self.stamp();
         let name = r.name.clone();
-        let push = PushRef::Message { room: &name, id, ts_us, from, text, history: false };
-        if let Some(frame) = encode_push(cx, push) {
-            cx.broadcast_encoded_others(&r.ids, &frame);
+        if let Some(frame) =
+            self.frame(PushRef::Message { room: &name, id, ts_us, from, text, history: false })
+        {
+            let sent = cx.broadcast_others(&r.ids, &frame);
+            cx.count_frames_out(sent as u64);
         }
         if history_len > 0 {
             while r.history.len() >= history_len {
@@ -275,22 +277,65 @@ impl ChatCore {
         } else {
             r.history.clear();
         }
+        for waiter in r.waiters.drain(..) {
+            cx.notify(waiter, id);
+        }
         (id, ts_us)
+    }
+
+    /// Posts to a room by name, creating it (for senders that are not
+    /// members, such as HTTP clients).
+    pub fn post_to(
+        &self,
+        cx: &mut Context<'_>,
+        room: &str,
+        from: &str,
+        text: &str,
+    ) -> Result<(u64, u64), ErrorCode> {
+        let room = self.room_or_create(&mut lock(&self.rooms), room)?;
+        Ok(self.post(cx, &room, &Arc::from(from), text))
+    }
+
+    /// Messages of a room's history with an id above `since`, oldest first;
+    /// `None` if there is no such room.
+    pub fn messages_since(&self, room: &str, since: u64) -> Option<Vec<StoredMessage>> {
+        let room = self.room(room)?;
+        let r = lock(&room);
+        let start = r.history.partition_point(|m| m.id <= since);
+        Some(r.history.iter().skip(start).cloned().collect())
+    }
+
+    /// Registers `id` to be notified (with the message id) at the room's
+    /// next message. False if there is no such room.
+    pub fn wait_for_message(&self, room: &str, id: ConnId) -> bool {
+        let Some(room) = self.room(room) else { return false };
+        let mut r = lock(&room);
+        if !r.waiters.contains(&id) {
+            r.waiters.push(id);
+        }
+        true
+    }
+
+    /// Cancels [`ChatCore::wait_for_message`].
+    pub fn stop_waiting(&self, room: &str, id: ConnId) {
+        if let Some(room) = self.room(room) {
+            lock(&room).waiters.retain(|&w| w != id);
+        }
     }
 
     /// Sends a direct message to a user.
     pub fn direct(
         &self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut Context<'_>,
         to: &str,
         from: &str,
         text: &str,
     ) -> Result<(u64, u64), ErrorCode> {
         let target = self.user(to).ok_or(ErrorCode::UnknownUser)?;
         let (id, ts_us) = self.stamp();
-        let frame =
-            encode_push(cx, PushRef::Direct { id, ts_us, from, text }).ok_or(ErrorCode::TextTooLong)?;
-        cx.send_encoded_to(target, frame);
+        let frame = self.frame(PushRef::Direct { id, ts_us, from, text }).ok_or(ErrorCode::TextTooLong)?;
+        cx.send_to(target, frame);
+        cx.count_frames_out(1);
         Ok((id, ts_us))
     }
 
@@ -322,21 +367,26 @@ impl ChatCore {
     }
 }
 
-/// Encodes a push as one shared frame (length prefix included). `None` if
-/// it does not fit the frame limit, which callers prevent by checking text
-/// lengths first.
-pub(crate) fn encode_push(cx: &FramedContext<'_, '_>, push: PushRef<'_>) -> Option<Bytes> {
-    match cx.encode_shared_with(|buf| push.encode(buf)) {
-        Ok(frame) => Some(frame),
-        Err(e) => {
-            log::error!("cannot encode a push: {e}");
-            None
+impl ChatCore {
+    /// Encodes a push once as a whole frame (4-byte big-endian length, as
+    /// the chat transport is), to share among recipients. `None` if it would
+    /// not fit the frame limit, which callers prevent by checking text
+    /// lengths first.
+    pub fn frame(&self, push: PushRef<'_>) -> Option<Bytes> {
+        let len = push.encoded_len();
+        if len > self.max_payload() as usize {
+            log::error!("a push of {len} bytes does not fit the frame limit");
+            return None;
         }
+        let mut buf = BytesMut::with_capacity(4 + len);
+        buf.put_u32(len as u32);
+        push.encode(&mut buf);
+        Some(buf.freeze())
     }
 }
 
 /// Appends an owned push's frame to the current connection's output.
-pub(crate) fn send_push(cx: &mut FramedContext<'_, '_>, push: &Push) {
+pub(crate) fn send_push(cx: &mut reactor::FramedContext<'_, '_>, push: &Push) {
     if let Err(e) = cx.send_frame_with(|buf| push.encode(buf)) {
         log::error!("cannot send a push: {e}");
     }

@@ -24,6 +24,7 @@ pub fn settings(config: &Config) -> Settings {
     Settings {
         limits: config.limits(),
         token: Some(config.chat.token.clone()).filter(|t| !t.is_empty()),
+        max_rooms: config.chat.max_rooms,
         ping_interval: Duration::from_millis(u64::from(config.chat.ping_interval_ms)),
     }
 }

@@ -209,7 +209,7 @@ impl ChatService {
             .position(|m| &*m.name == room)
             .ok_or((ErrorCode::NotMember, format!("not in {room}")))?;
         s.rooms.swap_remove(i);
-        self.core.leave(cx, room, nick, cx.id()).map_err(|c| (c, format!("cannot leave {room}")))?;
+        self.core.leave(cx, room, nick).map_err(|c| (c, format!("cannot leave {room}")))?;
         Ok(OkBody::Empty)
     }
 
@@ -386,7 +386,7 @@ impl FrameHandler for ChatService {
         let Some(nick) = s.nick else { return };
         for m in s.rooms {
             // NotMember can only mean the room was already left.
-            let _ = self.core.leave(cx, &m.name, &nick, cx.id());
+            let _ = self.core.leave(cx, &m.name, &nick);
         }
         self.core.logout(&nick, cx.id());
         log::debug!("{nick} ({}) left: {reason}", cx.id());
