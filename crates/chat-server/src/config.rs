@@ -34,6 +34,40 @@ pub struct Config {
     /// The chat protocol service.
     #[serde(default)]
     pub chat: ChatConfig,
+    /// The chat over HTTP.
+    #[serde(default)]
+    pub http: HttpApiConfig,
+}
+
+/// The `[http]` table: the chat over HTTP/1.1, on listeners of its own.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpApiConfig {
+    /// Listen addresses; empty disables HTTP.
+    pub listen: Vec<String>,
+    /// Most HTTP connections open at once, per listener.
+    pub max_connections: usize,
+    /// Largest request body in bytes.
+    pub max_body_size: usize,
+    /// Time a client has to send a whole request head, in milliseconds.
+    pub head_timeout_ms: u64,
+    /// Time an idle keep-alive connection is kept, in milliseconds.
+    pub keep_alive_timeout_ms: u64,
+    /// Longest long poll (`wait=`), in milliseconds.
+    pub max_wait_ms: u64,
+}
+
+impl Default for HttpApiConfig {
+    fn default() -> HttpApiConfig {
+        HttpApiConfig {
+            listen: vec!["127.0.0.1:8080".into()],
+            max_connections: 5_000,
+            max_body_size: 64 << 10,
+            head_timeout_ms: 10_000,
+            keep_alive_timeout_ms: 60_000,
+            max_wait_ms: 60_000,
+        }
+    }
 }
 
 fn default_grace() -> u64 {
@@ -210,6 +244,22 @@ impl Config {
                 u64::from(c.max_payload) * 2
             ));
         }
+        let h = &self.http;
+        for (i, a) in h.listen.iter().enumerate() {
+            a.parse::<SocketAddr>()
+                .map_err(|e| format!("http.listen[{i}]: {a:?} is not a socket address (ip:port): {e}"))?;
+        }
+        for (key, value) in [
+            ("http.max_connections", h.max_connections as u64),
+            ("http.max_body_size", h.max_body_size as u64),
+            ("http.head_timeout_ms", h.head_timeout_ms),
+            ("http.keep_alive_timeout_ms", h.keep_alive_timeout_ms),
+            ("http.max_wait_ms", h.max_wait_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("{key}: must be greater than 0"));
+            }
+        }
         if c.token.len() > crate::protocol::MAX_STR8_LEN {
             return Err(format!("chat.token: longer than {} bytes", crate::protocol::MAX_STR8_LEN));
         }
@@ -219,6 +269,11 @@ impl Config {
     /// The chat listen addresses (validated).
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
         self.chat.listen.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+
+    /// The HTTP listen addresses (validated).
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.http.listen.iter().filter_map(|a| a.parse().ok()).collect()
     }
 
     /// The limits announced to clients at login.

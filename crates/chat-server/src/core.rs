@@ -361,6 +361,11 @@ impl ChatCore {
         Ok(nicks)
     }
 
+    /// Number of rooms held.
+    pub fn room_count(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
     /// A room by name, if it exists.
     pub fn room(&self, name: &str) -> Option<RoomRef> {
         lock(&self.rooms).get(name).cloned()

@@ -7,6 +7,7 @@
 //! - [`core`]: users, rooms and history shared by every event loop;
 //! - [`session`]: one connection's protocol state machine, a
 //!   [`reactor::FrameHandler`];
+//! - [`http_api`]: the same chat over HTTP/1.1, on the `http1` adapter;
 //! - [`server`]: the reactor with its chat services, and reload;
 //! - [`listeners`] and [`upgrade`]: inherited listening sockets (systemd,
 //!   or a predecessor) and binary upgrade on the fly;
@@ -26,6 +27,7 @@
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod http_api;
 pub mod listeners;
 pub mod protocol;
 pub mod sd_notify;

@@ -18,6 +18,8 @@ const SD_LISTEN_FDS_START: RawFd = 3;
 pub enum ServiceKind {
     /// The chat protocol.
     Chat,
+    /// The chat over HTTP.
+    Http,
 }
 
 impl ServiceKind {
@@ -25,12 +27,14 @@ impl ServiceKind {
     pub fn name(self) -> &'static str {
         match self {
             ServiceKind::Chat => "chat",
+            ServiceKind::Http => "http",
         }
     }
 
     fn from_name(name: &str) -> Option<ServiceKind> {
         match name {
             "chat" => Some(ServiceKind::Chat),
+            "http" => Some(ServiceKind::Http),
             _ => None,
         }
     }
@@ -165,6 +169,7 @@ mod tests {
         assert_eq!(parse_listeners("5,6").unwrap(), vec![(ServiceKind::Chat, 5), (ServiceKind::Chat, 6)]);
         assert!(parse_listeners("chat:x").unwrap_err().contains("bad descriptor"));
         assert!(parse_listeners("smtp:4").unwrap_err().contains("unknown service"));
+        assert_eq!(parse_listeners("http:9").unwrap(), vec![(ServiceKind::Http, 9)]);
         assert!(parse_listeners("chat:1").unwrap_err().contains("standard stream"));
     }
 

@@ -44,6 +44,10 @@ struct Args {
     /// Listen address; overrides chat.listen. Repeat for several listeners.
     #[arg(long, value_name = "ADDR")]
     listen: Vec<String>,
+    /// HTTP listen address; overrides http.listen. Repeat for several;
+    /// "none" disables HTTP.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Vec<String>,
     /// Event-loop threads; overrides `threads` (0: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -74,6 +78,9 @@ impl Args {
         };
         if !self.listen.is_empty() {
             config.chat.listen = self.listen.clone();
+        }
+        if !self.http_listen.is_empty() {
+            config.http.listen = self.http_listen.iter().filter(|a| *a != "none").cloned().collect();
         }
         if let Some(n) = self.threads {
             config.threads = n;
@@ -142,9 +149,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let how = if inherited_any { " (inherited)" } else { "" };
     for addr in server.local_addrs() {
-        let how = if inherited_any { " (inherited)" } else { "" };
         log::info!("chat-server {} listening on {addr}{how}", std::process::id());
+    }
+    for addr in server.http_addrs() {
+        log::info!("chat-server {} serving HTTP on {addr}{how}", std::process::id());
     }
     upgrade::notify_ready(ready_fd);
     notify(&format!("READY=1\nMAINPID={}", std::process::id()));

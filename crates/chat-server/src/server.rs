@@ -1,13 +1,15 @@
 //! A running chat server: the reactor with one chat service per listen
 //! address, the shared core, and reload.
 
-use crate::config::{Config, SlowConsumer};
+use crate::config::{Config, HttpApiConfig, SlowConsumer};
 use crate::core::{ChatCore, Settings};
+use crate::http_api::ChatHttp;
 use crate::listeners::{BoundListener, ServiceKind};
 use crate::protocol::{ErrorCode, Push};
 use crate::session::ChatService;
 use bytes::{BufMut, Bytes, BytesMut};
 use framing::FrameConfig;
+use http1::{HttpConfig, HttpService};
 use reactor::{Framed, Reactor, ReactorHandle, ServiceConfig, SlowConsumerPolicy};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -68,30 +70,57 @@ fn frame_config(config: &Config) -> FrameConfig {
     FrameConfig::default().with_max_frame_length(config.chat.max_payload as usize)
 }
 
+/// A service's name: its kind, numbered when there are several of it.
+fn service_name(listeners: &[BoundListener], i: usize) -> String {
+    let kind = listeners[i].kind;
+    let same: Vec<usize> = (0..listeners.len()).filter(|&j| listeners[j].kind == kind).collect();
+    match same.iter().position(|&j| j == i) {
+        Some(n) if same.len() > 1 => format!("{kind}-{n}"),
+        _ => kind.to_string(),
+    }
+}
+
 /// Checks that every listen address can be bound, as `nginx -t` does: an
 /// address already in use (say, by the running server) is not an error.
 pub fn check_bind(config: &Config) -> Result<(), String> {
-    for (i, addr) in config.listen_addrs().into_iter().enumerate() {
+    let chat = config.listen_addrs().into_iter().enumerate().map(|(i, a)| (format!("chat.listen[{i}]"), a));
+    let http = config.http_addrs().into_iter().enumerate().map(|(i, a)| (format!("http.listen[{i}]"), a));
+    for (key, addr) in chat.chain(http) {
         match TcpListener::bind(addr) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
-            Err(e) => return Err(format!("chat.listen[{i}]: cannot bind {addr}: {e}")),
+            Err(e) => return Err(format!("{key}: cannot bind {addr}: {e}")),
         }
     }
     Ok(())
 }
 
-/// Binds the config's listen addresses.
+/// Binds the config's listen addresses: chat, then HTTP.
 pub fn bind(config: &Config) -> io::Result<Vec<BoundListener>> {
-    config
-        .listen_addrs()
-        .into_iter()
-        .map(|addr| {
+    let chat = config.listen_addrs().into_iter().map(|a| (ServiceKind::Chat, a));
+    let http = config.http_addrs().into_iter().map(|a| (ServiceKind::Http, a));
+    chat.chain(http)
+        .map(|(kind, addr)| {
             let listener = reactor::bind_listener(addr, LISTEN_BACKLOG)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            Ok(BoundListener { kind: ServiceKind::Chat, listener })
+            Ok(BoundListener { kind, listener })
         })
         .collect()
+}
+
+/// The reactor limits of one HTTP listener, from a config.
+pub fn http_service_config(config: &Config, name: &str) -> ServiceConfig {
+    ServiceConfig { max_connections: config.http.max_connections, ..ServiceConfig::new(name) }
+}
+
+fn http_config(config: &Config) -> HttpConfig {
+    let h = &config.http;
+    HttpConfig {
+        max_body_size: h.max_body_size,
+        head_timeout: Duration::from_millis(h.head_timeout_ms),
+        keep_alive_timeout: Duration::from_millis(h.keep_alive_timeout_ms),
+        ..HttpConfig::default()
+    }
 }
 
 /// A running chat server.
@@ -120,13 +149,25 @@ impl ChatServer {
         if config.threads > 0 {
             builder = builder.threads(config.threads);
         }
-        let chat = listeners.iter().filter(|l| l.kind == ServiceKind::Chat).count();
+        let http = http_config(&config);
+        http.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("http: {e}")))?;
+        let max_wait = Duration::from_millis(config.http.max_wait_ms);
         for (i, bound) in listeners.iter().enumerate() {
-            let name = if chat == 1 { "chat".to_string() } else { format!("chat-{i}") };
-            let service = service_config(&config, &name);
-            let core = core.clone();
-            let factory = move |_| Framed::new(frames, ChatService::new(core.clone()));
-            builder = builder.service_on(service, bound.listener.try_clone()?, factory);
+            let name = service_name(&listeners, i);
+            let listener = bound.listener.try_clone()?;
+            let (core, http) = (core.clone(), http.clone());
+            builder = match bound.kind {
+                ServiceKind::Chat => {
+                    builder.service_on(service_config(&config, &name), listener, move |_| {
+                        Framed::new(frames, ChatService::new(core.clone()))
+                    })
+                }
+                ServiceKind::Http => {
+                    builder.service_on(http_service_config(&config, &name), listener, move |_| {
+                        HttpService::new(http.clone(), ChatHttp::new(core.clone(), max_wait))
+                    })
+                }
+            };
         }
         let reactor = builder.build()?;
         Ok(ChatServer { reactor, core, config, listeners })
@@ -139,7 +180,16 @@ impl ChatServer {
 
     /// The addresses the chat services listen on.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter(|l| l.kind == ServiceKind::Chat).filter_map(|l| l.local_addr()).collect()
+        self.addrs_of(ServiceKind::Chat)
+    }
+
+    /// The addresses the HTTP services listen on.
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_of(ServiceKind::Http)
+    }
+
+    fn addrs_of(&self, kind: ServiceKind) -> Vec<SocketAddr> {
+        self.listeners.iter().filter(|l| l.kind == kind).filter_map(|l| l.local_addr()).collect()
     }
 
     /// A handle to the reactor (counters, shutdown).
@@ -163,21 +213,33 @@ impl ChatServer {
     pub fn reload(&mut self, new: Config) -> Result<Vec<String>, String> {
         new.validate()?;
         let mut ignored = Vec::new();
-        if new.chat.listen != self.config.chat.listen {
-            ignored.push("chat.listen changes need a restart (or a binary upgrade)".to_string());
+        if new.chat.listen != self.config.chat.listen || new.http.listen != self.config.http.listen {
+            ignored.push("listen address changes need a restart (or a binary upgrade)".to_string());
+        }
+        if new.http != self.config.http && new.http.listen == self.config.http.listen {
+            ignored.push(
+                "http limits other than max_connections need a restart (or a binary upgrade)".to_string(),
+            );
         }
         if new.threads != self.config.threads {
             ignored.push("threads changes need a restart".to_string());
         }
         let handle = self.handle();
-        for i in 0..self.listeners.len() {
-            let name = handle.stats(i).map(|s| s.name).unwrap_or_default();
-            handle.reconfigure(i, service_config(&new, &name))?;
+        for (i, bound) in self.listeners.iter().enumerate() {
+            let name = service_name(&self.listeners, i);
+            let service = match bound.kind {
+                ServiceKind::Chat => service_config(&new, &name),
+                ServiceKind::Http => http_service_config(&new, &name),
+            };
+            handle.reconfigure(i, service)?;
         }
         self.core.reload(settings(&new));
-        let (listen, threads) = (self.config.chat.listen.clone(), self.config.threads);
+        let (listen, http, threads) =
+            (self.config.chat.listen.clone(), self.config.http.clone(), self.config.threads);
+        let max_connections = new.http.max_connections;
         self.config = new;
         self.config.chat.listen = listen;
+        self.config.http = HttpApiConfig { max_connections, ..http };
         self.config.threads = threads;
         Ok(ignored)
     }

@@ -16,6 +16,7 @@ fn config(edit: impl FnOnce(&mut Config)) -> Config {
     let mut c = Config::builtin();
     c.threads = 2;
     c.chat.listen = vec!["127.0.0.1:0".into()];
+    c.http.listen = vec![];
     c.chat.rate_per_sec = 0;
     edit(&mut c);
     c.validate().expect("test config is valid");

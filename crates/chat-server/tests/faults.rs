@@ -23,6 +23,7 @@ fn start(edit: impl FnOnce(&mut Config)) -> (ChatServer, SocketAddr) {
     let mut c = Config::builtin();
     c.threads = 2;
     c.chat.listen = vec!["127.0.0.1:0".into()];
+    c.http.listen = vec![];
     c.chat.rate_per_sec = 0;
     edit(&mut c);
     c.validate().unwrap();

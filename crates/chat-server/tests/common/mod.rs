@@ -25,7 +25,7 @@ pub fn free_addr() -> SocketAddr {
 
 pub fn write_config(path: &Path, addr: SocketAddr, extra: &str) {
     let text = format!(
-        "threads = 2\nshutdown_grace_ms = 3000\n[chat]\nlisten = [\"{addr}\"]\nrate_per_sec = 0\n{extra}\n"
+        "threads = 2\nshutdown_grace_ms = 3000\n[http]\nlisten = []\n[chat]\nlisten = [\"{addr}\"]\nrate_per_sec = 0\n{extra}\n"
     );
     std::fs::write(path, text).unwrap();
 }
