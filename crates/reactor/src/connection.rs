@@ -87,3 +87,17 @@ pub(crate) struct Connection<S> {
     pub io: ConnIo,
     pub state: S,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle connection costs the loop (besides the handler's state
+    /// and one timer entry): keep it small, it is multiplied by every
+    /// connection held.
+    #[test]
+    fn an_idle_connection_is_small() {
+        let size = std::mem::size_of::<ConnIo>();
+        assert!(size <= 160, "ConnIo grew to {size} bytes");
+    }
+}
