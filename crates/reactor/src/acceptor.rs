@@ -32,7 +32,6 @@ pub(crate) struct Acceptor {
     paused: bool,
     /// The next `accept` call comes from an AcceptRetry timer, whose caller
     /// ignores the "budget ran out" answer.
-    retrying: bool,
     /// A spare descriptor, closed on EMFILE to accept-and-close the
     /// connection at the head of the backlog instead of leaving it hanging.
     spare: Option<File>,
@@ -96,7 +95,6 @@ impl Acceptor {
             next_loop: core.index,
             backoff: MIN_BACKOFF,
             paused: false,
-            retrying: false,
             spare: open_spare(),
             last_warning: None,
             suppressed: 0,
@@ -115,7 +113,6 @@ impl Acceptor {
     /// Called when an AcceptRetry timer fires.
     pub(crate) fn resume(&mut self) {
         self.paused = false;
-        self.retrying = true;
         if self.spare.is_none() {
             // Lost when another thread took the freed descriptor first.
             self.spare = open_spare();
@@ -126,7 +123,6 @@ impl Acceptor {
     /// connections possibly still waiting (the loop must come back soon:
     /// edge-triggered polling will not report them again).
     pub(crate) fn accept(&mut self, core: &mut LoopCore, drivers: &mut [Box<dyn Driver>]) -> bool {
-        let retrying = std::mem::take(&mut self.retrying);
         if self.paused {
             return false;
         }
@@ -172,14 +168,6 @@ impl Acceptor {
                     return false;
                 }
             }
-        }
-        if retrying {
-            // The timer path drops our return value, and edge-triggered
-            // polling will not report the rest of the backlog again: come
-            // back by timer. Just after this turn's time, so that it fires
-            // next turn rather than in this turn's timer pass.
-            let at = core.now + Duration::from_nanos(1);
-            core.timers.insert(at, ConnId::from_token(self.token), TimerKind::AcceptRetry);
         }
         true
     }

@@ -28,6 +28,10 @@ pub(crate) struct EventLoop {
     pub drivers: Vec<Box<dyn Driver>>,
     pub acceptors: Vec<Acceptor>,
     pub rx: Receiver<Command>,
+    /// Services whose accept budget ran out with connections possibly
+    /// still queued: edge-triggered polling will not report them again, so
+    /// the loop comes back to them next turn, whoever called accept.
+    pub accept_pending: Vec<usize>,
 }
 
 /// Runs the work handlers queued for connections of this loop.
@@ -59,11 +63,11 @@ fn drain_outbox(core: &mut LoopCore, drivers: &mut [Box<dyn Driver>]) {
 impl EventLoop {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(EVENT_CAPACITY);
-        let mut accept_pending: Vec<usize> = Vec::new();
         let mut commands_pending = false;
         log::debug!("event loop {} started", self.core.index);
         loop {
-            let busy = commands_pending || !accept_pending.is_empty() || !self.core.pending_reads.is_empty();
+            let busy =
+                commands_pending || !self.accept_pending.is_empty() || !self.core.pending_reads.is_empty();
             let timeout = if busy {
                 Some(Duration::ZERO)
             } else {
@@ -86,7 +90,7 @@ impl EventLoop {
                 }
                 let id = ConnId::from_token(token);
                 if id.is_listener() {
-                    self.accept(id.service(), &mut accept_pending);
+                    self.accept(id.service());
                 } else if let Some(d) = self.drivers.get_mut(id.service()) {
                     let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                     let writable = event.is_writable() || event.is_error();
@@ -97,8 +101,8 @@ impl EventLoop {
             if woken {
                 commands_pending = self.run_commands();
             }
-            for service in std::mem::take(&mut accept_pending) {
-                self.accept(service, &mut accept_pending);
+            for service in std::mem::take(&mut self.accept_pending) {
+                self.accept(service);
             }
             for id in std::mem::take(&mut self.core.pending_reads) {
                 if let Some(d) = self.drivers.get_mut(id.service()) {
@@ -117,10 +121,10 @@ impl EventLoop {
         log::debug!("event loop {} stopped", self.core.index);
     }
 
-    fn accept(&mut self, service: usize, accept_pending: &mut Vec<usize>) {
+    fn accept(&mut self, service: usize) {
         if let Some(a) = self.acceptors.iter_mut().find(|a| a.service == service) {
-            if a.accept(&mut self.core, &mut self.drivers) {
-                accept_pending.push(service);
+            if a.accept(&mut self.core, &mut self.drivers) && !self.accept_pending.contains(&service) {
+                self.accept_pending.push(service);
             }
         }
         drain_outbox(&mut self.core, &mut self.drivers);
@@ -146,8 +150,7 @@ impl EventLoop {
                     if let Some(a) = self.acceptors.iter_mut().find(|a| a.token() == t.target.token()) {
                         a.resume();
                         let service = a.service;
-                        let mut pending = Vec::new();
-                        self.accept(service, &mut pending);
+                        self.accept(service);
                     }
                 }
                 TimerKind::ShutdownDeadline => {

@@ -180,7 +180,7 @@ impl ReactorBuilder {
                     .enumerate()
                     .map(|(i, (make, config))| make(index, i, config.clone()))
                     .collect();
-                EventLoop { poll, core, drivers, acceptors, rx }.run();
+                EventLoop { poll, core, drivers, acceptors, rx, accept_pending: Vec::new() }.run();
             })?;
             joins.push(join);
         }

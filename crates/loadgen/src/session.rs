@@ -1,0 +1,247 @@
+//! What a scenario implements: a [`Session`] per connection, driven by the
+//! shared worker loop, which hands it an [`Io`] to queue output and count
+//! what happened; and the [`Plan`] of the run's phases.
+
+use crate::stats::Latency;
+use std::fmt::Display;
+use std::time::{Duration, Instant};
+
+/// The phases of a run, before it starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Phases {
+    /// Load without measuring.
+    pub warmup: Duration,
+    /// The measured window; `None` runs until stopped.
+    pub measure: Option<Duration>,
+    /// After the window, how long to wait for replies to frames sent in it.
+    pub drain: Duration,
+}
+
+/// The phases of a running run, as nanoseconds from its start (`epoch`),
+/// the instant every connection was up and sessions began.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// When sessions started.
+    pub epoch: Instant,
+    /// Start of the measured window.
+    pub measure_start_ns: u64,
+    /// End of the measured window (no new frames after it).
+    pub measure_end_ns: Option<u64>,
+    /// How long after the window the run waits for outstanding replies.
+    pub drain_ns: u64,
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Plan {
+    /// The plan of a run starting at `epoch`.
+    pub fn new(epoch: Instant, phases: Phases) -> Plan {
+        let start = ns(phases.warmup);
+        Plan {
+            epoch,
+            measure_start_ns: start,
+            measure_end_ns: phases.measure.map(|m| start.saturating_add(ns(m))),
+            drain_ns: ns(phases.drain),
+        }
+    }
+
+    /// Nanoseconds since the start.
+    pub fn now_ns(&self) -> u64 {
+        ns(self.epoch.elapsed())
+    }
+
+    /// The instant `t_ns` after the start.
+    pub fn at(&self, t_ns: u64) -> Instant {
+        self.epoch + Duration::from_nanos(t_ns)
+    }
+
+    /// Whether new frames may be sent at `now_ns`.
+    pub fn sending(&self, now_ns: u64) -> bool {
+        self.measure_end_ns.is_none_or(|end| now_ns < end)
+    }
+
+    /// Whether `t_ns` falls in the measured window.
+    pub fn in_window(&self, t_ns: u64) -> bool {
+        t_ns >= self.measure_start_ns && self.sending(t_ns)
+    }
+}
+
+/// Counts of one thread, merged over threads at the end.
+#[derive(Default)]
+pub struct Tally {
+    /// Latency of replies to frames sent in the window.
+    pub latency: Latency,
+    /// Replies received during the window, and their bytes on the wire.
+    pub replies: u64,
+    /// See `replies`.
+    pub reply_bytes: u64,
+    /// Replies received at any time, and their bytes (for progress).
+    pub all_replies: u64,
+    /// See `all_replies`.
+    pub all_reply_bytes: u64,
+    /// Frames sent (or scheduled, open loop) in the window.
+    pub sent: u64,
+    /// Replies to frames of the window.
+    pub answered: u64,
+    /// Frames of the window never answered: lost with their connection, not
+    /// back by the end of the drain, or never sent for backpressure.
+    pub unanswered: u64,
+    /// Connections established.
+    pub connected: u64,
+    /// Connections that failed or timed out while connecting.
+    pub connect_errors: u64,
+    /// Connections lost to an I/O or protocol error.
+    pub io_errors: u64,
+    /// Connections the server closed.
+    pub closed: u64,
+    /// Replies that were not what was sent.
+    pub verify_errors: u64,
+    /// The first error seen, for the report.
+    pub first_error: Option<String>,
+}
+
+impl Tally {
+    /// Every error counted.
+    pub fn errors(&self) -> u64 {
+        self.connect_errors + self.io_errors + self.closed + self.verify_errors
+    }
+
+    /// Frames of the window still waiting for a reply.
+    pub fn in_flight(&self) -> u64 {
+        self.sent.saturating_sub(self.answered + self.unanswered)
+    }
+
+    /// Remembers `what` if it is the first error.
+    pub fn note(&mut self, what: impl Display) {
+        if self.first_error.is_none() {
+            self.first_error = Some(what.to_string());
+        }
+    }
+
+    /// Adds another thread's counts.
+    pub fn merge(&mut self, o: Tally) {
+        self.latency.merge(&o.latency);
+        self.replies += o.replies;
+        self.reply_bytes += o.reply_bytes;
+        self.all_replies += o.all_replies;
+        self.all_reply_bytes += o.all_reply_bytes;
+        self.sent += o.sent;
+        self.answered += o.answered;
+        self.unanswered += o.unanswered;
+        self.connected += o.connected;
+        self.connect_errors += o.connect_errors;
+        self.io_errors += o.io_errors;
+        self.closed += o.closed;
+        self.verify_errors += o.verify_errors;
+        if self.first_error.is_none() {
+            self.first_error = o.first_error;
+        }
+    }
+}
+
+/// A session's view of its connection during a callback.
+pub struct Io<'a> {
+    /// Output to send; the worker writes it out once per loop turn.
+    pub out: &'a mut Vec<u8>,
+    /// This turn's time, ns since the start.
+    pub now_ns: u64,
+    /// The run's phases.
+    pub plan: &'a Plan,
+    /// This thread's counts.
+    pub tally: &'a mut Tally,
+}
+
+impl Io<'_> {
+    /// Whether new frames may be sent now.
+    pub fn sending(&self) -> bool {
+        self.plan.sending(self.now_ns)
+    }
+
+    /// Counts a frame stamped `stamp_ns`; true if it belongs to the window.
+    pub fn sent(&mut self, stamp_ns: u64) -> bool {
+        let in_window = self.plan.in_window(stamp_ns);
+        self.tally.sent += u64::from(in_window);
+        in_window
+    }
+
+    /// Counts a reply of `wire_bytes` to a frame that belongs to the window
+    /// if `of_window`; its latency is recorded if its stamp is known.
+    pub fn reply(&mut self, stamp_ns: Option<u64>, of_window: bool, wire_bytes: usize) {
+        let t = &mut *self.tally;
+        t.all_replies += 1;
+        t.all_reply_bytes += wire_bytes as u64;
+        if self.plan.in_window(self.now_ns) {
+            t.replies += 1;
+            t.reply_bytes += wire_bytes as u64;
+        }
+        if of_window {
+            t.answered += 1;
+            if let Some(stamp) = stamp_ns {
+                t.latency.record(self.now_ns.saturating_sub(stamp));
+            }
+        }
+    }
+
+    /// Counts a reply that differs from what was sent.
+    pub fn mismatch(&mut self, what: impl Display) {
+        self.tally.verify_errors += 1;
+        self.tally.note(what);
+    }
+
+    /// Counts frames of the window that were never sent.
+    pub fn unsent(&mut self, frames: u64) {
+        self.tally.unanswered += frames;
+    }
+}
+
+/// One connection's protocol, driven by the worker loop. Callbacks must
+/// not block: they queue output in [`Io::out`] and return.
+pub trait Session: Send + 'static {
+    /// The run starts (every connection is up): queue the first output.
+    fn start(&mut self, io: &mut Io<'_>);
+
+    /// Bytes arrived after the unconsumed rest of earlier ones; returns how
+    /// many were consumed. An error closes the connection.
+    fn on_input(&mut self, input: &[u8], io: &mut Io<'_>) -> Result<usize, String>;
+
+    /// When the session next wants [`Session::on_due`], in ns from the start.
+    fn next_due(&self) -> Option<u64> {
+        None
+    }
+
+    /// Its due time came.
+    fn on_due(&mut self, _io: &mut Io<'_>) {}
+
+    /// All queued output was written out.
+    fn on_drained(&mut self, _io: &mut Io<'_>) {}
+
+    /// Frames of the window sent and not yet answered.
+    fn outstanding(&self) -> u64;
+
+    /// The run is over: count what the tally does not know yet.
+    fn finish(&mut self, _io: &mut Io<'_>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_windows() {
+        let phases = Phases {
+            warmup: Duration::from_secs(2),
+            measure: Some(Duration::from_secs(10)),
+            drain: Duration::from_secs(1),
+        };
+        let p = Plan::new(Instant::now(), phases);
+        assert!(!p.in_window(1_999_999_999));
+        assert!(p.in_window(2_000_000_000));
+        assert!(p.in_window(11_999_999_999));
+        assert!(!p.in_window(12_000_000_000));
+        assert!(p.sending(11_999_999_999) && !p.sending(12_000_000_000));
+        let forever = Plan::new(Instant::now(), Phases { measure: None, ..phases });
+        assert!(forever.sending(u64::MAX) && forever.in_window(u64::MAX));
+    }
+}
