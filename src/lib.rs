@@ -6,7 +6,9 @@
 //! - [`reactor`]: the mio readiness reactor (event loops, connections,
 //!   backpressure, timers, cross-thread send, graceful shutdown);
 //! - [`framing`]: length-prefixed frames on `bytes`, knowing nothing of
-//!   sockets.
+//!   sockets;
+//! - [`http1`]: a thin HTTP/1.1 server adapter over the reactor, to serve
+//!   the same operations over HTTP and compare.
 //!
 //! ```
 //! use switchboard::framing::FrameConfig;
@@ -20,4 +22,5 @@
 #![deny(missing_docs)]
 
 pub use framing;
+pub use http1;
 pub use reactor;

@@ -51,6 +51,8 @@ pub(crate) struct LoopCore {
     pub pool: BufferPool,
     pub scratch: BytesMut,
     pub outbox: Vec<Outgoing>,
+    /// An empty outbox kept to swap with the full one (no allocation per turn).
+    pub spare_outbox: Vec<Outgoing>,
     /// Commands for other loops, sent once per turn with one wake-up each.
     pub remote: Vec<Vec<Command>>,
     /// Connections with output to flush at the end of the turn.

@@ -32,13 +32,15 @@ pub(crate) struct EventLoop {
     /// still queued: edge-triggered polling will not report them again, so
     /// the loop comes back to them next turn, whoever called accept.
     pub accept_pending: Vec<usize>,
+    /// An empty list kept to swap with the dirty and pending-read lists.
+    pub spare_ids: Vec<ConnId>,
 }
 
 /// Runs the work handlers queued for connections of this loop.
 fn drain_outbox(core: &mut LoopCore, drivers: &mut [Box<dyn Driver>]) {
     while !core.outbox.is_empty() {
-        let work = std::mem::take(&mut core.outbox);
-        for w in work {
+        let mut work = std::mem::replace(&mut core.outbox, std::mem::take(&mut core.spare_outbox));
+        for w in work.drain(..) {
             match w {
                 Outgoing::Send(id, data) => {
                     if let Some(d) = drivers.get_mut(id.service()) {
@@ -57,6 +59,7 @@ fn drain_outbox(core: &mut LoopCore, drivers: &mut [Box<dyn Driver>]) {
                 }
             }
         }
+        core.spare_outbox = work;
     }
 }
 
@@ -104,11 +107,16 @@ impl EventLoop {
             for service in std::mem::take(&mut self.accept_pending) {
                 self.accept(service);
             }
-            for id in std::mem::take(&mut self.core.pending_reads) {
-                if let Some(d) = self.drivers.get_mut(id.service()) {
-                    d.resume_read(&mut self.core, id);
+            if !self.core.pending_reads.is_empty() {
+                let mut pending =
+                    std::mem::replace(&mut self.core.pending_reads, std::mem::take(&mut self.spare_ids));
+                for id in pending.drain(..) {
+                    if let Some(d) = self.drivers.get_mut(id.service()) {
+                        d.resume_read(&mut self.core, id);
+                    }
+                    drain_outbox(&mut self.core, &mut self.drivers);
                 }
-                drain_outbox(&mut self.core, &mut self.drivers);
+                self.spare_ids = pending;
             }
             self.fire_timers();
             drain_outbox(&mut self.core, &mut self.drivers);
@@ -134,11 +142,14 @@ impl EventLoop {
     /// can close connections, whose handlers may queue more output.
     fn flush_dirty(&mut self) {
         while !self.core.dirty.is_empty() {
-            for id in std::mem::take(&mut self.core.dirty) {
+            // Swap with a kept spare rather than take: no allocation per turn.
+            let mut dirty = std::mem::replace(&mut self.core.dirty, std::mem::take(&mut self.spare_ids));
+            for id in dirty.drain(..) {
                 if let Some(d) = self.drivers.get_mut(id.service()) {
                     d.flush(&mut self.core, id);
                 }
             }
+            self.spare_ids = dirty;
             drain_outbox(&mut self.core, &mut self.drivers);
         }
     }

@@ -251,10 +251,11 @@ impl<H: FrameHandler> Handler for Framed<H> {
         cx.count_frames_in(frames);
     }
 
-    fn on_eof(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, input: &mut BytesMut) {
+    fn on_eof(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, input: &mut BytesMut) -> bool {
         if let Err(e) = conn.decoder.decode_eof(input) {
             self.fail(cx, conn, &e);
         }
+        true
     }
 
     fn on_timer(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, token: u64) {

@@ -42,11 +42,14 @@ pub trait Handler: Send + 'static {
         let _ = (cx, conn, token);
     }
 
-    /// The peer closed its side of the connection (EOF). The connection
-    /// finishes sending what is queued and then closes; nothing more will
+    /// The peer closed its side of the connection (EOF): nothing more will
     /// be read. Bytes left unconsumed in `input` are an incomplete message.
-    fn on_eof(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, input: &mut BytesMut) {
+    /// Return true (the default) to close once queued output is written;
+    /// false to keep writing to the half-closed connection (e.g. responses
+    /// still owed) until the handler closes it.
+    fn on_eof(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, input: &mut BytesMut) -> bool {
         let _ = (cx, conn, input);
+        true
     }
 
     /// Queued output drained below the low watermark after passing the high

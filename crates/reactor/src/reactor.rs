@@ -149,6 +149,7 @@ impl ReactorBuilder {
                 pool: BufferPool::new(16 << 10, 256),
                 scratch: BytesMut::with_capacity(SCRATCH_SIZE),
                 outbox: Vec::new(),
+                spare_outbox: Vec::new(),
                 remote: (0..threads).map(|_| Vec::new()).collect(),
                 dirty: Vec::new(),
                 pending_reads: Vec::new(),
@@ -180,7 +181,16 @@ impl ReactorBuilder {
                     .enumerate()
                     .map(|(i, (make, config))| make(index, i, config.clone()))
                     .collect();
-                EventLoop { poll, core, drivers, acceptors, rx, accept_pending: Vec::new() }.run();
+                EventLoop {
+                    poll,
+                    core,
+                    drivers,
+                    acceptors,
+                    rx,
+                    accept_pending: Vec::new(),
+                    spare_ids: Vec::new(),
+                }
+                .run();
             })?;
             joins.push(join);
         }

@@ -282,8 +282,9 @@ impl<H: Handler> ServiceLoop<H> {
             if let Some(c) = self.conns.get_mut(slot) {
                 c.io.flags |= flag::EOF;
                 let mut input = std::mem::take(&mut c.io.input);
-                self.callback(core, slot, |h, cx, s| h.on_eof(cx, s, &mut input));
-                if let Some(c) = self.conns.get_mut(slot) {
+                let mut close = true;
+                self.callback(core, slot, |h, cx, s| close = h.on_eof(cx, s, &mut input));
+                if let (true, Some(c)) = (close, self.conns.get_mut(slot)) {
                     c.io.request_close(CloseReason::PeerClosed);
                 }
             }

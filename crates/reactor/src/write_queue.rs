@@ -27,8 +27,14 @@ impl BufferPool {
     }
 
     pub(crate) fn give(&mut self, mut buf: BytesMut) {
-        if self.free.len() < self.max_free && buf.capacity() >= self.buffer_size / 2 {
-            buf.clear();
+        if self.free.len() >= self.max_free {
+            return;
+        }
+        // Written-out bytes were advanced past, not freed: take the whole
+        // buffer back (no allocation; fails if a sealed segment still
+        // shares it, and then the buffer is just dropped).
+        buf.clear();
+        if buf.try_reclaim(self.buffer_size) {
             self.free.push(buf);
         }
     }
@@ -235,6 +241,20 @@ mod tests {
         assert_eq!(w.out, expected);
         assert_eq!(q.tail.capacity(), 0, "an empty queue holds no tail buffer");
         assert_eq!(q.segments.capacity(), 0, "an empty queue holds no segment ring");
+    }
+
+    #[test]
+    fn pooled_buffers_come_back_whole_after_many_small_writes() {
+        let mut pool = BufferPool::new(4096, 4);
+        let mut q = WriteQueue::default();
+        let mut sink = Trickle { out: Vec::new(), per_call: usize::MAX, calls_left: usize::MAX };
+        for _ in 0..1000 {
+            q.append_with(&mut pool, |t| t.extend_from_slice(&[7u8; 100]));
+            q.write_to(&mut sink, &mut pool).unwrap();
+            assert_eq!(pool.free.len(), 1, "the tail buffer went back to the pool");
+            assert!(pool.free[0].capacity() >= 4096, "and whole: {}", pool.free[0].capacity());
+        }
+        assert_eq!(sink.out.len(), 100_000);
     }
 
     #[test]
