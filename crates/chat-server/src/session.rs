@@ -266,30 +266,27 @@ impl ChatService {
     fn list_rooms(&self) -> OkBody {
         let all = self.core.rooms();
         let total = all.len() as u32;
-        let mut room_bytes = LIST_REPLY_OVERHEAD;
-        let budget = self.settings.limits.max_payload as usize;
-        let rooms = all
-            .into_iter()
-            .take_while(|r| {
-                room_bytes += 1 + r.name.len() + 4;
-                room_bytes <= budget
-            })
-            .collect();
+        let rooms = self.fitting(all, |r| 1 + r.name.len() + 4);
         OkBody::Rooms { total, rooms }
     }
 
     fn members(&self, all: Vec<String>) -> OkBody {
         let total = all.len() as u32;
-        let mut used = LIST_REPLY_OVERHEAD;
+        let nicks = self.fitting(all, |n| 1 + n.len());
+        OkBody::Members { total, nicks }
+    }
+
+    /// The leading items of a list reply that fit one frame, given each
+    /// item's encoded size; the reply's total tells the client of the rest.
+    fn fitting<T>(&self, all: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<T> {
         let budget = self.settings.limits.max_payload as usize;
-        let nicks = all
-            .into_iter()
-            .take_while(|n| {
-                used += 1 + n.len();
+        let mut used = LIST_REPLY_OVERHEAD;
+        all.into_iter()
+            .take_while(|item| {
+                used += size(item);
                 used <= budget
             })
-            .collect();
-        OkBody::Members { total, nicks }
+            .collect()
     }
 }
 

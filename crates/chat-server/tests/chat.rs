@@ -1,6 +1,8 @@
 //! The chat server in-process, over loopback, with many clients spread over
 //! the event loops. Every wait is bounded by the clients' timeouts.
 
+mod common;
+
 use chat_server::client::{ChatClient, ClientError};
 use chat_server::config::Config;
 use chat_server::protocol::{ErrorCode, Push, ServerFrame};
@@ -10,24 +12,10 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn config(edit: impl FnOnce(&mut Config)) -> Config {
-    let mut c = Config::builtin();
-    c.threads = 2;
-    c.chat.listen = vec!["127.0.0.1:0".into()];
-    c.http.listen = vec![];
-    c.chat.rate_per_sec = 0;
-    edit(&mut c);
-    c.validate().expect("test config is valid");
-    c
-}
+use common::TIMEOUT;
 
 fn start(edit: impl FnOnce(&mut Config)) -> (ChatServer, SocketAddr) {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let server = ChatServer::start(config(edit)).expect("start server");
-    let addr = server.local_addrs()[0];
-    (server, addr)
+    common::start_server(edit)
 }
 
 fn login(addr: SocketAddr, nick: &str) -> ChatClient {
@@ -375,4 +363,26 @@ fn graceful_shutdown_sends_going_away_then_closes() {
     }
     stopper.join().unwrap();
     assert_eq!(handle.stats(0).unwrap().open, 0);
+}
+
+#[test]
+fn long_lists_are_cut_to_one_frame_and_say_how_many_there_are() {
+    let (server, addr) = start(|c| {
+        c.chat.max_payload = 1024;
+        c.chat.max_rooms_per_user = 100;
+    });
+    let mut c = login(addr, "lister");
+    for i in 0..100 {
+        c.join(&format!("a-rather-long-room-name-{i:03}")).unwrap();
+    }
+    match c.call(chat_server::protocol::RequestRef::ListRooms).unwrap() {
+        chat_server::protocol::OkBody::Rooms { total, rooms } => {
+            assert_eq!(total, 100);
+            assert!(!rooms.is_empty() && rooms.len() < 100, "cut to fit: {}", rooms.len());
+            let encoded: usize = rooms.iter().map(|r| 1 + r.name.len() + 4).sum();
+            assert!(encoded + 14 <= 1024);
+        }
+        other => panic!("{other:?}"),
+    }
+    server.shutdown();
 }

@@ -19,17 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn start(edit: impl FnOnce(&mut Config)) -> (ChatServer, SocketAddr) {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let mut c = Config::builtin();
-    c.threads = 2;
-    c.chat.listen = vec!["127.0.0.1:0".into()];
-    c.http.listen = vec![];
-    c.chat.rate_per_sec = 0;
-    edit(&mut c);
-    c.validate().unwrap();
-    let server = ChatServer::start(c).unwrap();
-    let addr = server.local_addrs()[0];
-    (server, addr)
+    common::start_server(edit)
 }
 
 fn login(addr: SocketAddr, nick: &str) -> ChatClient {

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use chat_server::client::{ChatClient, ClientError};
+use chat_server::config::Config;
+use chat_server::server::ChatServer;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -98,4 +100,20 @@ pub fn login(addr: SocketAddr, nick: &str, token: Option<&str>) -> Result<ChatCl
     let mut c = ChatClient::connect(addr, TIMEOUT)?;
     c.login(nick, token)?;
     Ok(c)
+}
+
+/// An in-process server on loopback port 0 (two loops, no rate limit, no
+/// HTTP unless `edit` asks), after `edit` changed the built-in config.
+pub fn start_server(edit: impl FnOnce(&mut Config)) -> (ChatServer, SocketAddr) {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut c = Config::builtin();
+    c.threads = 2;
+    c.chat.listen = vec!["127.0.0.1:0".into()];
+    c.http.listen = vec![];
+    c.chat.rate_per_sec = 0;
+    edit(&mut c);
+    c.validate().expect("test config is valid");
+    let server = ChatServer::start(c).expect("start server");
+    let addr = server.local_addrs()[0];
+    (server, addr)
 }
