@@ -32,12 +32,15 @@ enum State {
 }
 
 /// The request decoder of one connection.
-pub(crate) struct Decoder {
+pub struct Decoder {
     state: State,
     /// Bytes of an incomplete head already seen without its end: the head
     /// is parsed again only once an empty line may have arrived, so that a
     /// client sending a byte at a time costs linear, not quadratic, work.
     scanned: usize,
+    /// A CR ended the input between requests: the first half of an empty
+    /// line split across reads, consumed; its LF must come next.
+    pending_cr: bool,
 }
 
 /// Incomplete heads up to this size are parsed again on every read.
@@ -48,18 +51,25 @@ fn has_blank_line(bytes: &[u8]) -> bool {
     bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
+impl Default for Decoder {
+    fn default() -> Decoder {
+        Decoder::new()
+    }
+}
+
 impl Decoder {
-    pub(crate) fn new() -> Decoder {
-        Decoder { state: State::Head, scanned: 0 }
+    /// A decoder at the start of a connection.
+    pub fn new() -> Decoder {
+        Decoder { state: State::Head, scanned: 0, pending_cr: false }
     }
 
     /// True while a body is being read.
-    pub(crate) fn in_body(&self) -> bool {
+    pub fn in_body(&self) -> bool {
         matches!(self.state, State::Body(_))
     }
 
     /// True while part of a head has arrived.
-    pub(crate) fn in_head(&self) -> bool {
+    pub fn in_head(&self) -> bool {
         self.scanned > 0
     }
 
@@ -79,11 +89,7 @@ impl Decoder {
     /// bytes; `Ok(None)` if more input is needed (what is there is kept, or
     /// taken into the body being decoded). After an error the connection
     /// must be closed: the decoder is left where it failed.
-    pub(crate) fn decode(
-        &mut self,
-        input: &mut BytesMut,
-        config: &HttpConfig,
-    ) -> Result<Option<Request>, Reject> {
+    pub fn decode(&mut self, input: &mut BytesMut, config: &HttpConfig) -> Result<Option<Request>, Reject> {
         if let State::Head = self.state {
             let Some(head) = self.head(input, config)? else { return Ok(None) };
             // A Content-Length within max_body_size fits a usize.
@@ -138,6 +144,16 @@ impl Decoder {
         config: &HttpConfig,
     ) -> Result<Option<crate::parse::Head>, Reject> {
         if self.scanned == 0 {
+            if std::mem::take(&mut self.pending_cr) {
+                match input.first() {
+                    Some(b'\n') => input.advance(1),
+                    Some(_) => return Err(crate::parse::reject(400, "bare CR between requests")),
+                    None => {
+                        self.pending_cr = true;
+                        return Ok(None);
+                    }
+                }
+            }
             // Empty lines before a request line are ignored (RFC 9112
             // section 2.2): some clients send a CRLF after a POST body.
             let mut skip = 0;
@@ -149,6 +165,13 @@ impl Decoder {
                 }
             }
             input.advance(skip);
+            // A lone CR may be the first half of an empty line split across
+            // reads: not the start of a head yet.
+            if input[..] == [b'\r'] {
+                input.advance(1);
+                self.pending_cr = true;
+                return Ok(None);
+            }
         }
         if input.is_empty() {
             return Ok(None);
@@ -192,6 +215,29 @@ pub(crate) mod tests {
     }
 
     type Seen = (Method, String, Vec<u8>, bool);
+
+    #[test]
+    fn an_empty_line_split_across_reads_is_not_a_head() {
+        // Found by fuzzing: "\r" then "\n" left the decoder "in a head", so
+        // an idle keep-alive client got a 408 instead of a quiet close.
+        let mut dec = Decoder::new();
+        let mut input = BytesMut::from(&b"\r"[..]);
+        assert!(dec.decode(&mut input, &HttpConfig::default()).unwrap().is_none());
+        assert!(!dec.in_head());
+        assert!(input.is_empty(), "an idle decoder holds no input");
+        input.extend_from_slice(b"\n");
+        assert!(dec.decode(&mut input, &HttpConfig::default()).unwrap().is_none());
+        assert!(!dec.in_head());
+        assert!(input.is_empty());
+        input.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(dec.decode(&mut input, &HttpConfig::default()).unwrap().is_some());
+        // A CR followed by anything but LF is malformed.
+        let mut dec = Decoder::new();
+        let mut input = BytesMut::from(&b"\r"[..]);
+        assert!(dec.decode(&mut input, &HttpConfig::default()).unwrap().is_none());
+        input.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(dec.decode(&mut input, &HttpConfig::default()).unwrap_err().status, 400);
+    }
 
     /// Feeds `pieces` one after another; every request decoded, in order.
     fn feed(pieces: &[&[u8]], config: &HttpConfig) -> Result<Vec<Seen>, Reject> {

@@ -81,3 +81,11 @@ pub use crate::handler::{HttpContext, HttpHandler, Outcome, Wake};
 pub use crate::request::{Fields, Method, Request, Version};
 pub use crate::response::Response;
 pub use crate::service::{HttpConn, HttpService};
+
+/// The I/O-free request decoder, exported for the fuzz targets and for
+/// tests: not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::decoder::Decoder;
+    pub use crate::parse::Reject;
+}

@@ -9,8 +9,10 @@ use std::mem::MaybeUninit;
 /// A request the adapter refuses: answered with `status` and the
 /// connection closed, since what follows cannot be trusted to be framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Reject {
+pub struct Reject {
+    /// The status the request is refused with.
     pub status: u16,
+    /// Why, for the response body and the log.
     pub reason: &'static str,
 }
 
