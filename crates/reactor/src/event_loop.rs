@@ -95,9 +95,10 @@ impl EventLoop {
                 if id.is_listener() {
                     self.accept(id.service());
                 } else if let Some(d) = self.drivers.get_mut(id.service()) {
-                    let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                    let read_closed = event.is_read_closed() || event.is_error();
+                    let readable = event.is_readable() || read_closed;
                     let writable = event.is_writable() || event.is_error();
-                    d.ready(&mut self.core, id, readable, writable);
+                    d.ready(&mut self.core, id, readable, writable, read_closed);
                 }
                 drain_outbox(&mut self.core, &mut self.drivers);
             }

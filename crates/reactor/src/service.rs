@@ -29,7 +29,9 @@ const LINGER_READS: usize = 16;
 /// that services with different handler types share one loop.
 pub(crate) trait Driver {
     fn adopt(&mut self, core: &mut LoopCore, stream: TcpStream, peer: SocketAddr);
-    fn ready(&mut self, core: &mut LoopCore, id: ConnId, readable: bool, writable: bool);
+    /// `read_closed`: the peer's FIN (or an error) is already known, so a
+    /// short read must not be taken for an empty socket.
+    fn ready(&mut self, core: &mut LoopCore, id: ConnId, readable: bool, writable: bool, read_closed: bool);
     fn resume_read(&mut self, core: &mut LoopCore, id: ConnId);
     fn deliver(&mut self, core: &mut LoopCore, id: ConnId, data: Bytes);
     fn close(&mut self, core: &mut LoopCore, id: ConnId);
@@ -63,6 +65,16 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
     } else {
         "non-string panic payload".to_string()
     }
+}
+
+/// What one read from a connection gave.
+enum Read {
+    /// `n` bytes, and the socket may hold more.
+    More(usize),
+    /// `n` bytes (maybe 0), and the socket is empty for now.
+    Drained(usize),
+    /// The peer closed its side.
+    Eof,
 }
 
 /// Reads once into the spare capacity of `buf`, without zeroing it first.
@@ -192,7 +204,9 @@ impl<H: Handler> ServiceLoop<H> {
         self.settle(core, slot);
     }
 
-    fn read(&mut self, core: &mut LoopCore, slot: usize) {
+    /// Reads and hands input to the handler. `short_is_drained`: a read that
+    /// does not fill the buffer means the socket is empty (see `Read`).
+    fn read(&mut self, core: &mut LoopCore, slot: usize, short_is_drained: bool) {
         let Some(c) = self.conns.get_mut(slot) else { return };
         if c.io.has(flag::LINGER) {
             return self.discard(core, slot);
@@ -218,22 +232,26 @@ impl<H: Handler> ServiceLoop<H> {
                 b.reserve(b.len().clamp(MIN_READ_CHUNK, 1 << 20));
                 b
             };
-            let res = recv_into(&c.io.stream, &mut buf);
-            let n = match res {
-                Ok(0) => {
-                    eof = true;
-                    0
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            let room = buf.capacity() - buf.len();
+            let outcome = match recv_into(&c.io.stream, &mut buf) {
+                Ok(0) => Read::Eof,
+                // A read that did not fill the buffer emptied the socket:
+                // edge-triggered polling reports whatever arrives next, so
+                // the usual extra read that would only say EAGAIN is saved.
+                Ok(n) if n < room && short_is_drained => Read::Drained(n),
+                Ok(n) => Read::More(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Read::More(0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::Drained(0),
                 Err(e) => {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        c.io.request_abort(CloseReason::Io(e));
-                    }
-                    usize::MAX
+                    c.io.request_abort(CloseReason::Io(e));
+                    Read::Drained(0)
                 }
             };
-            if n != 0 && n != usize::MAX {
+            let n = match outcome {
+                Read::More(n) | Read::Drained(n) => n,
+                Read::Eof => 0,
+            };
+            if n > 0 {
                 Counters::add(&core.counters(self.index).bytes_in, n as u64);
                 c.io.last_read_ms = core.now_ms();
                 budget = budget.saturating_sub(n);
@@ -263,7 +281,11 @@ impl<H: Handler> ServiceLoop<H> {
                     self.config.max_read_buffer
                 )));
             }
-            if eof || n == usize::MAX || c.io.has(flag::CLOSING | flag::ABORT) {
+            if matches!(outcome, Read::Eof) {
+                eof = true;
+                break;
+            }
+            if matches!(outcome, Read::Drained(_)) || c.io.has(flag::CLOSING | flag::ABORT) {
                 break;
             }
             self.settle(core, slot);
@@ -381,13 +403,13 @@ impl<H: Handler> Driver for ServiceLoop<H> {
         self.settle(core, slot);
     }
 
-    fn ready(&mut self, core: &mut LoopCore, id: ConnId, readable: bool, writable: bool) {
+    fn ready(&mut self, core: &mut LoopCore, id: ConnId, readable: bool, writable: bool, read_closed: bool) {
         let Some(slot) = self.slot_of(id) else { return };
         if writable {
             self.flush_slot(core, slot);
         }
         if readable {
-            self.read(core, slot);
+            self.read(core, slot, !read_closed);
         }
     }
 
@@ -396,7 +418,7 @@ impl<H: Handler> Driver for ServiceLoop<H> {
         if let Some(c) = self.conns.get_mut(slot) {
             c.io.flags &= !flag::READ_LISTED;
         }
-        self.read(core, slot);
+        self.read(core, slot, false);
     }
 
     fn deliver(&mut self, core: &mut LoopCore, id: ConnId, data: Bytes) {
