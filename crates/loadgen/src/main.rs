@@ -2,9 +2,13 @@
 //!
 //! An independent instrument: it speaks the wire protocols itself, on mio,
 //! one event loop per `--threads`. Each scenario is a file of `scenario/`;
-//! connections, scheduling, statistics and the report are shared (`worker`,
-//! `runner`, `schedule`, `stats`, `report`).
+//! connections, handshakes, scheduling, statistics and the report are
+//! shared (`worker`, `runner`, `schedule`, `stats`, `report`), and so is the
+//! fan-out workload that `chat` and `nats` speak in two protocols
+//! (`fanout`). The chat protocol's codec comes from `chat-server`.
 
+mod fanout;
+mod http_response;
 mod net;
 mod parse;
 mod report;
@@ -18,7 +22,7 @@ mod wire;
 mod worker;
 
 use clap::{Parser, Subcommand};
-use scenario::{echo, idle};
+use scenario::{chat, echo, http, idle, nats};
 use std::process::ExitCode;
 
 /// Load generator for switchboard servers.
@@ -42,6 +46,15 @@ enum Command {
     /// Many connections that echo one frame each and then sit idle; with
     /// --server-pid, the server's memory per idle connection.
     Idle(idle::IdleArgs),
+    /// Chat fan-out: clients over rooms, senders posting at a fixed total
+    /// rate; delivery latency from the scheduled send at every member.
+    /// Benchmark a server configured with rate_per_sec = 0.
+    Chat(chat::ChatArgs),
+    /// The same fan-out in the NATS text protocol, for nats-server.
+    Nats(nats::NatsArgs),
+    /// HTTP/1.1 keep-alive requests, closed loop (--pipeline) or open loop
+    /// (--rate).
+    Http(http::HttpArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +62,9 @@ fn main() -> ExitCode {
     let (result, json) = match &cli.command {
         Command::Echo(a) => (echo::run(a), a.common.json),
         Command::Idle(a) => (idle::run(a), a.common.json),
+        Command::Chat(a) => (chat::run(a), a.load.common.json),
+        Command::Nats(a) => (nats::run(a), a.load.common.json),
+        Command::Http(a) => (http::run(a), a.common.json),
     };
     match result {
         Ok(report) => {

@@ -2,14 +2,15 @@
 //! one JSON object (`--json`) for scripts and for comparing runs.
 
 use crate::session::Tally;
-use crate::stats::LatencySummary;
+use crate::stats::{LatencySummary, Spread};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Everything a run measured.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    /// Scenario name (`echo`, `idle`).
+    /// Scenario name (`echo`, `idle`, `chat`, `nats`, `http`).
     pub scenario: String,
     /// Server address.
     pub target: String,
@@ -33,6 +34,8 @@ pub struct Report {
     pub duration_s: f64,
     /// Seconds it took to establish the connections.
     pub connect_s: f64,
+    /// Seconds the handshakes (login and join, subscribe) took after that.
+    pub handshake_s: f64,
     /// Replies received during the measured window.
     pub frames: u64,
     /// Replies per second.
@@ -48,8 +51,134 @@ pub struct Report {
     pub errors: Errors,
     /// The generator's own CPU use over the window, in % of one core.
     pub cpu_percent: f64,
+    /// How much of the latency may be the generator's.
+    pub generator: GeneratorFigures,
+    /// The server's CPU time over the window (`--server-pid`).
+    pub server: Option<ServerCpu>,
     /// Idle-connection figures (`idle` scenario).
     pub idle: Option<IdleFigures>,
+    /// Fan-out figures (`chat`, `nats`).
+    pub fanout: Option<FanoutFigures>,
+    /// HTTP figures (`http`).
+    pub http: Option<HttpFigures>,
+}
+
+/// The generator's own delays: where they are small next to the latency,
+/// the latency is the server's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorFigures {
+    /// Open loop: how late sends went out after their scheduled time.
+    pub send_lag: LatencySummary,
+    /// Event-loop turns: a reply waits at most one turn to be read.
+    pub turn: LatencySummary,
+}
+
+impl GeneratorFigures {
+    /// The figures of a run's tally.
+    pub fn from_tally(t: &Tally) -> GeneratorFigures {
+        GeneratorFigures { send_lag: t.send_lag.summary(), turn: t.turns.summary() }
+    }
+}
+
+/// The server's CPU time over the measured window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerCpu {
+    /// The server process.
+    pub pid: u32,
+    /// User plus system seconds over the window.
+    pub cpu_s: f64,
+    /// The same, in % of one core.
+    pub cpu_percent: f64,
+    /// Microseconds of server CPU per unit of work (`frame`, `message`,
+    /// `delivery`, `request`).
+    pub us_per: BTreeMap<String, f64>,
+}
+
+impl ServerCpu {
+    /// Adds the CPU cost per `unit`, `count` of which the window saw.
+    pub fn per(mut self, unit: &str, count: u64) -> ServerCpu {
+        if count > 0 {
+            self.us_per.insert(unit.to_string(), self.cpu_s * 1e6 / count as f64);
+        }
+        self
+    }
+}
+
+/// What a fan-out run (one publication delivered to every other member of
+/// a room) measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FanoutFigures {
+    /// Clients, all of them members of one room.
+    pub clients: usize,
+    /// Rooms (NATS subjects).
+    pub rooms: usize,
+    /// Clients that also publish.
+    pub senders: usize,
+    /// Members whose join (subscription) was acknowledged before the window.
+    pub joined: u64,
+    /// Messages published in the window (by scheduled time).
+    pub messages: u64,
+    /// Per second.
+    pub messages_per_s: f64,
+    /// Messages received by members during the window.
+    pub deliveries: u64,
+    /// Per second.
+    pub deliveries_per_s: f64,
+    /// Deliveries the window's messages owe: each message times the
+    /// members of its room but its sender.
+    pub expected: u64,
+    /// Distinct deliveries of the window's messages.
+    pub delivered: u64,
+    /// `expected - delivered`.
+    pub missing: u64,
+    /// Deliveries a member had already received (whole run).
+    pub duplicates: u64,
+    /// Deliveries that came after a later one of the same sender (whole run).
+    pub reordered: u64,
+    /// Messages that were not this run's (another run, or history).
+    pub foreign: u64,
+    /// Senders with a missing, duplicate or reordered delivery.
+    pub senders_with_anomalies: usize,
+    /// The first of those (at most 100).
+    pub anomalies: Vec<SenderAnomaly>,
+    /// Messages per second of each publisher.
+    pub publishers: Spread,
+    /// Deliveries per second of each member.
+    pub subscribers: Spread,
+}
+
+/// One sender's deliveries, when something was wrong with them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SenderAnomaly {
+    /// Sender index (client index).
+    pub sender: usize,
+    /// Its room.
+    pub room: usize,
+    /// Messages it published in the window.
+    pub sent: u64,
+    /// Deliveries they owe.
+    pub expected: u64,
+    /// Distinct deliveries received.
+    pub delivered: u64,
+    /// Duplicate deliveries.
+    pub duplicates: u64,
+    /// Out-of-order deliveries.
+    pub reordered: u64,
+}
+
+/// What an HTTP run measured beyond the common figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HttpFigures {
+    /// The URL requested.
+    pub url: String,
+    /// Its method.
+    pub method: String,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Bytes of each request on the wire.
+    pub request_bytes: usize,
+    /// Responses with a status outside 2xx (whole run), also in the errors.
+    pub non_2xx: u64,
 }
 
 /// Error counts.
@@ -65,10 +194,16 @@ pub struct Errors {
     pub verify: u64,
     /// Frames of the window never answered.
     pub unanswered: u64,
+    /// Error replies (HTTP non-2xx, chat error replies, NATS `-ERR`).
+    pub replies: u64,
+    /// Error replies by kind.
+    pub kinds: BTreeMap<String, u64>,
     /// All of the above.
     pub total: u64,
     /// The first error seen.
     pub first: Option<String>,
+    /// What to change when an error has a known cause.
+    pub hints: Vec<String>,
 }
 
 impl Errors {
@@ -80,8 +215,11 @@ impl Errors {
             closed: t.closed,
             verify: t.verify_errors,
             unanswered: t.unanswered,
+            replies: t.reply_errors,
+            kinds: t.error_kinds.clone(),
             total: t.errors() + t.unanswered,
             first: t.first_error.clone(),
+            hints: Vec::new(),
         }
     }
 }
@@ -145,7 +283,17 @@ impl Report {
             self.mode
         );
         let _ = writeln!(w, "  {:<14} {:.2} s", "connecting", self.connect_s);
-        if self.idle.is_none() {
+        if self.handshake_s >= 0.005 {
+            let _ = writeln!(w, "  {:<14} {:.2} s", "handshakes", self.handshake_s);
+        }
+        if let Some(f) = &self.fanout {
+            let _ = writeln!(
+                w,
+                "  {:<14} {:.2} s after {:.2} s of warm-up",
+                "measured", self.duration_s, self.warmup_s
+            );
+            f.write_table(w);
+        } else if self.idle.is_none() {
             let _ = writeln!(
                 w,
                 "  {:<14} {:.2} s after {:.2} s of warm-up",
@@ -153,11 +301,24 @@ impl Report {
             );
             let _ = writeln!(
                 w,
-                "  {:<14} {} frames/s   {:.2} MB/s   (sent {} frames/s)",
+                "  {:<14} {} {unit}/s   {:.2} MB/s   (sent {} {unit}/s)",
                 "throughput",
                 grouped(self.frames_per_s.round() as u64),
                 self.mb_per_s,
-                grouped(self.sent_per_s.round() as u64)
+                grouped(self.sent_per_s.round() as u64),
+                unit = self.unit(),
+            );
+        }
+        if let Some(h) = &self.http {
+            let _ = writeln!(
+                w,
+                "  {:<14} {} {} ({} B requests), {} in flight per connection; {} non-2xx",
+                "http",
+                h.method,
+                h.url,
+                h.request_bytes,
+                h.pipeline,
+                grouped(h.non_2xx)
             );
         }
         let l = &self.latency;
@@ -176,19 +337,47 @@ impl Report {
         let e = &self.errors;
         let _ = writeln!(
             w,
-            "  {:<14} {}   (connect {}, io {}, closed by server {}, verify {}, unanswered {})",
+            "  {:<14} {}   (connect {}, io {}, closed by server {}, verify {}, unanswered {}, error replies {})",
             "errors",
             grouped(e.total),
             e.connect,
             e.io,
             e.closed,
             e.verify,
-            e.unanswered
+            e.unanswered,
+            e.replies
         );
+        if !e.kinds.is_empty() {
+            let kinds: Vec<String> = e.kinds.iter().map(|(k, n)| format!("{k} {}", grouped(*n))).collect();
+            let _ = writeln!(w, "  {:<14} {}", "error replies", kinds.join(", "));
+        }
         if let Some(first) = &e.first {
             let _ = writeln!(w, "  {:<14} {first}", "first error");
         }
+        for hint in &e.hints {
+            let _ = writeln!(w, "  {:<14} {hint}", "hint");
+        }
         let _ = writeln!(w, "  {:<14} {:.1}% of one core", "generator CPU", self.cpu_percent);
+        let (lag, turn) = (&self.generator.send_lag, &self.generator.turn);
+        if turn.samples > 0 {
+            let mut line = format!("loop turns p99 {:.1}, max {:.1}", turn.p99_us, turn.max_us);
+            if lag.samples > 0 {
+                line += &format!("; sends late by p99 {:.1}, max {:.1}", lag.p99_us, lag.max_us);
+            }
+            let _ = writeln!(w, "  {:<14} {line}", "generator µs");
+        }
+        if let Some(c) = &self.server {
+            let per: Vec<String> = c.us_per.iter().map(|(unit, us)| format!("{us:.3} µs/{unit}")).collect();
+            let _ = writeln!(
+                w,
+                "  {:<14} pid {}: {:.2} s, {:.1}% of one core; {}",
+                "server CPU",
+                c.pid,
+                c.cpu_s,
+                c.cpu_percent,
+                per.join(", ")
+            );
+        }
         if let Some(idle) = &self.idle {
             let _ = writeln!(
                 w,
@@ -217,6 +406,70 @@ impl Report {
             }
         }
         s
+    }
+
+    /// What the throughput counts.
+    fn unit(&self) -> &'static str {
+        if self.http.is_some() {
+            "requests"
+        } else {
+            "frames"
+        }
+    }
+}
+
+impl FanoutFigures {
+    fn write_table(&self, w: &mut String) {
+        let _ = writeln!(
+            w,
+            "  {:<14} {} clients in {} room(s), {} sender(s); {} joined before the window",
+            "fan-out",
+            grouped(self.clients as u64),
+            self.rooms,
+            grouped(self.senders as u64),
+            grouped(self.joined)
+        );
+        let _ = writeln!(
+            w,
+            "  {:<14} {} msgs/s ({} messages)",
+            "sent",
+            grouped(self.messages_per_s.round() as u64),
+            grouped(self.messages)
+        );
+        let _ = writeln!(
+            w,
+            "  {:<14} {} deliveries/s ({} received in the window)",
+            "delivered",
+            grouped(self.deliveries_per_s.round() as u64),
+            grouped(self.deliveries)
+        );
+        let _ = writeln!(
+            w,
+            "  {:<14} {} expected, {} delivered: missing {}, duplicate {}, out of order {} ({} sender(s) affected)",
+            "checked",
+            grouped(self.expected),
+            grouped(self.delivered),
+            grouped(self.missing),
+            grouped(self.duplicates),
+            grouped(self.reordered),
+            self.senders_with_anomalies
+        );
+        if self.foreign > 0 {
+            let _ =
+                writeln!(w, "  {:<14} {} messages of another run ignored", "foreign", grouped(self.foreign));
+        }
+        for (name, s) in [("publishers", &self.publishers), ("subscribers", &self.subscribers)] {
+            let _ = writeln!(
+                w,
+                "  {:<14} min {} | avg {} | max {} | stddev {} msgs/s over {}",
+                name,
+                grouped(s.min.round() as u64),
+                grouped(s.avg.round() as u64),
+                grouped(s.max.round() as u64),
+                grouped(s.stddev.round() as u64),
+                grouped(s.clients as u64)
+            );
+        }
     }
 }
 

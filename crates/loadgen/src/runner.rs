@@ -3,9 +3,10 @@
 //! bounded end.
 
 use crate::net::Target;
-use crate::report::grouped;
+use crate::report::{grouped, ServerCpu};
 use crate::schedule::conns_of;
 use crate::session::{Phases, Plan, Session, Tally};
+use crate::stats::{CpuMeter, ServerMeter};
 use crate::sys;
 use crate::worker::Worker;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,6 +32,8 @@ pub struct Progress {
     pub connected: AtomicU64,
     /// Connections lost after they were established.
     pub dropped: AtomicU64,
+    /// Sessions whose handshake completed.
+    pub handshaken: AtomicU64,
     /// Threads done connecting.
     pub(crate) ready: AtomicUsize,
     /// Asks every thread to stop.
@@ -46,7 +49,7 @@ pub struct RunSpec {
     pub connections: usize,
     /// Threads, each with its own event loop.
     pub threads: usize,
-    /// How long connecting may take in all.
+    /// How long connecting may take in all; handshakes get as long again.
     pub connect_timeout: Duration,
     /// Warm-up, measurement and drain.
     pub phases: Phases,
@@ -90,6 +93,8 @@ pub struct Running {
     pub plan: Plan,
     /// How long connecting took.
     pub connect_time: Duration,
+    /// How long the handshakes took after connecting.
+    pub handshake_time: Duration,
     show_progress: bool,
     ticker: Ticker,
 }
@@ -123,15 +128,8 @@ where
             };
             worker.connect(&target, deadline);
             progress.ready.fetch_add(1, Relaxed);
-            loop {
-                if let Some(plan) = plan_cell.get() {
-                    worker.run(plan);
-                    break;
-                }
-                if progress.stop.load(Relaxed) {
-                    break;
-                }
-                thread::sleep(Duration::from_micros(200));
+            if let Some(plan) = worker.handshake(|| plan_cell.get().copied()) {
+                worker.run(&plan);
             }
             worker.tally
         };
@@ -146,6 +144,7 @@ where
         handles,
         plan: Plan::new(started, Phases { warmup: Duration::ZERO, measure: None, drain: Duration::ZERO }),
         connect_time: Duration::ZERO,
+        handshake_time: Duration::ZERO,
         show_progress: spec.show_progress,
         ticker: Ticker::new(started),
     };
@@ -166,6 +165,13 @@ where
         let why = tally.first_error.unwrap_or_else(|| "no reason given".into());
         return Err(format!("no connection to {} could be established: {why}", spec.target.addr));
     }
+    // Sessions that never become ready (refused, or lost) are the
+    // scenario's to count; the run goes on without them.
+    let handshaken = Instant::now();
+    running.wait_for(handshaken + spec.connect_timeout, "handshake", |p| {
+        p.handshaken.load(Relaxed) + p.dropped.load(Relaxed) >= p.connected.load(Relaxed)
+    });
+    running.handshake_time = handshaken.elapsed();
     running.plan = Plan::new(Instant::now(), spec.phases);
     // Set once, here; the threads wait for it.
     let _ = plan_cell.set(running.plan);
@@ -202,6 +208,23 @@ impl Running {
         }
     }
 
+    /// Waits through the warm-up and the measured window, measuring the
+    /// CPU this process and, given its pid, the server spend in the window.
+    pub fn measure(&mut self, server_pid: Option<u32>) -> Measured {
+        let plan = self.plan;
+        self.wait_until(plan.at(plan.measure_start_ns), "warmup");
+        let cpu = CpuMeter::start();
+        let server = server_pid.map(ServerMeter::start);
+        self.wait_until(plan.at(plan.measure_end_ns.unwrap_or(plan.measure_start_ns)), "measure");
+        let cpu_percent = cpu.percent();
+        let (server, server_error) = match server.map(|m| m.and_then(|m| m.finish())) {
+            Some(Ok(s)) => (Some(s), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
+        Measured { cpu_percent, server, server_error }
+    }
+
     /// Asks every thread to stop now.
     pub fn stop(&self) {
         self.progress.stop.store(true, Relaxed);
@@ -233,6 +256,16 @@ impl Drop for Running {
     }
 }
 
+/// What [`Running::measure`] saw.
+pub struct Measured {
+    /// This process's CPU use over the window, in % of one core.
+    pub cpu_percent: f64,
+    /// The server's CPU time over the window.
+    pub server: Option<ServerCpu>,
+    /// Why the server's CPU time could not be read.
+    pub server_error: Option<String>,
+}
+
 /// Prints a progress line once a second, with rates since the last one.
 struct Ticker {
     started: Instant,
@@ -258,9 +291,10 @@ impl Ticker {
         let (replies, bytes) = (p.replies.load(Relaxed), p.reply_bytes.load(Relaxed));
         let secs = elapsed.as_secs_f64();
         eprintln!(
-            "[{:>4.0}s] {phase:<8} {} connected, {} replies/s, {:.2} MB/s, {} errors",
+            "[{:>4.0}s] {phase:<9} {} connected, {} ready, {} replies/s, {:.2} MB/s, {} errors",
             self.started.elapsed().as_secs_f64(),
             grouped(p.connected.load(Relaxed)),
+            grouped(p.handshaken.load(Relaxed)),
             grouped(((replies - self.replies) as f64 / secs) as u64),
             (bytes - self.bytes) as f64 / secs / 1e6,
             grouped(p.errors.load(Relaxed)),

@@ -10,6 +10,8 @@
 //! spaced too. Times are computed in integer nanoseconds from the start, so
 //! they never drift however long the run.
 
+use crate::session::{Io, Plan};
+
 /// When each connection sends, for a total rate over all connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Schedule {
@@ -37,6 +39,13 @@ impl Schedule {
         u64::try_from(k * NS / self.rate as u128).unwrap_or(u64::MAX)
     }
 
+    /// How many sends of connection `conn` fall in the measured window.
+    pub fn window_sends(&self, conn: usize, plan: &Plan) -> u64 {
+        let Some(end) = plan.measure_end_ns else { return 0 };
+        let first = self.sends_before(conn, plan.measure_start_ns);
+        self.sends_before(conn, end).saturating_sub(first)
+    }
+
     /// How many sends of connection `conn` are due strictly before `t_ns`.
     pub fn sends_before(&self, conn: usize, t_ns: u64) -> u64 {
         // offset(j) >= t  <=>  (j·C + c)·1e9 >= t·rate  <=>  j·C + c >= ceil(t·rate / 1e9).
@@ -46,6 +55,85 @@ impl Schedule {
             return 0;
         }
         u64::try_from((first_global - c).div_ceil(self.connections as u128)).unwrap_or(u64::MAX)
+    }
+}
+
+/// One connection's progress through a [`Schedule`]: which send is next,
+/// and whether it waits for output to drain (or for a reply, when the
+/// session caps what is in flight). A send that waits goes out late,
+/// stamped with its scheduled time, so the wait shows in its latency.
+#[derive(Clone, Copy, Debug)]
+pub struct Pacer {
+    schedule: Schedule,
+    conn: usize,
+    next: u64,
+    held: bool,
+    done: bool,
+}
+
+impl Pacer {
+    /// Connection `conn`'s sends on `schedule`.
+    pub fn new(schedule: Schedule, conn: usize) -> Pacer {
+        Pacer { schedule, conn, next: 0, held: false, done: false }
+    }
+
+    /// The scheduled time of the next send if it may go now: due by now,
+    /// scheduled before the window's end, and queued output under
+    /// `out_cap` (else the pacer holds until [`Pacer::release`]). The
+    /// caller sends it now: how late that is gets recorded.
+    pub fn due(&mut self, io: &mut Io<'_>, out_cap: usize) -> Option<u64> {
+        if self.held || self.done {
+            return None;
+        }
+        let at = self.schedule.offset_ns(self.conn, self.next);
+        if at >= io.plan.measure_end_ns.unwrap_or(u64::MAX) {
+            self.done = true;
+            return None;
+        }
+        if at > io.now_ns {
+            return None;
+        }
+        if io.out.len() >= out_cap {
+            self.held = true;
+            return None;
+        }
+        if io.plan.in_window(at) {
+            io.tally.send_lag.record(io.now_ns.saturating_sub(at));
+        }
+        Some(at)
+    }
+
+    /// The send [`Pacer::due`] returned went out.
+    pub fn advance(&mut self) {
+        self.next += 1;
+    }
+
+    /// Waits (for a reply, say) until [`Pacer::release`].
+    pub fn hold(&mut self) {
+        self.held = true;
+    }
+
+    /// Whether it waits.
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// Sends may go again.
+    pub fn release(&mut self) {
+        self.held = false;
+    }
+
+    /// When the next send is due, unless it waits or the schedule is over.
+    pub fn next_due(&self) -> Option<u64> {
+        (!self.held && !self.done).then(|| self.schedule.offset_ns(self.conn, self.next))
+    }
+
+    /// Sends of the measured window that never went out.
+    pub fn unsent(&self, plan: &Plan) -> u64 {
+        let Some(end) = plan.measure_end_ns else { return 0 };
+        let first = self.schedule.sends_before(self.conn, plan.measure_start_ns);
+        let due = self.schedule.sends_before(self.conn, end);
+        due.saturating_sub(self.next.max(first))
     }
 }
 

@@ -2,7 +2,9 @@
 //! shared worker loop, which hands it an [`Io`] to queue output and count
 //! what happened; and the [`Plan`] of the run's phases.
 
+use crate::fanout::FanoutTally;
 use crate::stats::Latency;
+use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
@@ -47,6 +49,12 @@ impl Plan {
         }
     }
 
+    /// The plan of the handshake that precedes a run: nothing in it is
+    /// measured.
+    pub fn handshake(epoch: Instant) -> Plan {
+        Plan { epoch, measure_start_ns: u64::MAX, measure_end_ns: None, drain_ns: 0 }
+    }
+
     /// Nanoseconds since the start.
     pub fn now_ns(&self) -> u64 {
         ns(self.epoch.elapsed())
@@ -73,6 +81,12 @@ impl Plan {
 pub struct Tally {
     /// Latency of replies to frames sent in the window.
     pub latency: Latency,
+    /// Open loop: how late sends of the window went out after their
+    /// scheduled time (the generator's share of the latency on the way out).
+    pub send_lag: Latency,
+    /// How long the event loop took per turn in the window, from the poll's
+    /// return to the next poll: a reply is read at most that late.
+    pub turns: Latency,
     /// Replies received during the window, and their bytes on the wire.
     pub replies: u64,
     /// See `replies`.
@@ -83,6 +97,9 @@ pub struct Tally {
     pub all_reply_bytes: u64,
     /// Frames sent (or scheduled, open loop) in the window.
     pub sent: u64,
+    /// Replies of the window awaited without a frame of this thread asking
+    /// for them (fan-out deliveries, which other connections cause).
+    pub awaited: u64,
     /// Replies to frames of the window.
     pub answered: u64,
     /// Frames of the window never answered: lost with their connection, not
@@ -98,6 +115,15 @@ pub struct Tally {
     pub closed: u64,
     /// Replies that were not what was sent.
     pub verify_errors: u64,
+    /// Replies that were errors (HTTP non-2xx, chat error replies, NATS
+    /// `-ERR`), counted by kind in `error_kinds`.
+    pub reply_errors: u64,
+    /// Error replies by kind (`RateLimited`, `HTTP 404`...).
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Sessions whose handshake (login, join, subscribe) completed.
+    pub ready: u64,
+    /// Fan-out accounting (chat, nats).
+    pub fanout: FanoutTally,
     /// The first error seen, for the report.
     pub first_error: Option<String>,
 }
@@ -105,12 +131,12 @@ pub struct Tally {
 impl Tally {
     /// Every error counted.
     pub fn errors(&self) -> u64 {
-        self.connect_errors + self.io_errors + self.closed + self.verify_errors
+        self.connect_errors + self.io_errors + self.closed + self.verify_errors + self.reply_errors
     }
 
     /// Frames of the window still waiting for a reply.
     pub fn in_flight(&self) -> u64 {
-        self.sent.saturating_sub(self.answered + self.unanswered)
+        (self.sent + self.awaited).saturating_sub(self.answered + self.unanswered)
     }
 
     /// Remembers `what` if it is the first error.
@@ -123,11 +149,14 @@ impl Tally {
     /// Adds another thread's counts.
     pub fn merge(&mut self, o: Tally) {
         self.latency.merge(&o.latency);
+        self.send_lag.merge(&o.send_lag);
+        self.turns.merge(&o.turns);
         self.replies += o.replies;
         self.reply_bytes += o.reply_bytes;
         self.all_replies += o.all_replies;
         self.all_reply_bytes += o.all_reply_bytes;
         self.sent += o.sent;
+        self.awaited += o.awaited;
         self.answered += o.answered;
         self.unanswered += o.unanswered;
         self.connected += o.connected;
@@ -135,6 +164,12 @@ impl Tally {
         self.io_errors += o.io_errors;
         self.closed += o.closed;
         self.verify_errors += o.verify_errors;
+        self.reply_errors += o.reply_errors;
+        for (kind, n) in o.error_kinds {
+            *self.error_kinds.entry(kind).or_default() += n;
+        }
+        self.ready += o.ready;
+        self.fanout.merge(o.fanout);
         if self.first_error.is_none() {
             self.first_error = o.first_error;
         }
@@ -194,12 +229,45 @@ impl Io<'_> {
     pub fn unsent(&mut self, frames: u64) {
         self.tally.unanswered += frames;
     }
+
+    /// Counts replies of the window this connection waits for although it
+    /// did not ask for them (fan-out deliveries).
+    pub fn await_replies(&mut self, n: u64) {
+        self.tally.awaited += n;
+    }
+
+    /// Counts an error reply of this kind (`RateLimited`, `HTTP 503`).
+    pub fn reply_error(&mut self, kind: &str) {
+        self.tally.reply_errors += 1;
+        match self.tally.error_kinds.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                self.tally.error_kinds.insert(kind.to_string(), 1);
+            }
+        }
+        self.tally.note(format_args!("error reply: {kind}"));
+    }
+
+    /// The session's handshake completed.
+    pub fn ready(&mut self) {
+        self.tally.ready += 1;
+    }
 }
 
 /// One connection's protocol, driven by the worker loop. Callbacks must
 /// not block: they queue output in [`Io::out`] and return.
 pub trait Session: Send + 'static {
-    /// The run starts (every connection is up): queue the first output.
+    /// Every connection is up: queue a handshake (log in, join,
+    /// subscribe), and call [`Io::ready`] once it has completed; the run
+    /// starts when every session is ready. Times passed meanwhile count
+    /// from the end of connecting, not from the run's start. By default
+    /// there is no handshake.
+    fn handshake(&mut self, io: &mut Io<'_>) {
+        io.ready();
+    }
+
+    /// The run starts (every connection is up and ready): queue the first
+    /// output.
     fn start(&mut self, io: &mut Io<'_>);
 
     /// Bytes arrived after the unconsumed rest of earlier ones; returns how

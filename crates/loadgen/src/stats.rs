@@ -1,6 +1,9 @@
 //! Statistics: latency histograms (HdrHistogram, recorded in nanoseconds,
-//! reported in microseconds) and the generator's own CPU use.
+//! reported in microseconds), the generator's own CPU use and the
+//! server's, and the spread of per-client rates.
 
+use crate::report::ServerCpu;
+use crate::sys;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -108,6 +111,69 @@ impl CpuMeter {
     }
 }
 
+/// Measures another process's (the server's) CPU time from a starting point.
+pub struct ServerMeter {
+    pid: u32,
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl ServerMeter {
+    /// Starts measuring process `pid` now.
+    pub fn start(pid: u32) -> Result<ServerMeter, String> {
+        let cpu = sys::cpu_time(pid).map_err(|e| format!("server pid {pid}: {e}"))?;
+        Ok(ServerMeter { pid, wall: Instant::now(), cpu })
+    }
+
+    /// The server's CPU time since the start.
+    pub fn finish(&self) -> Result<ServerCpu, String> {
+        let cpu = sys::cpu_time(self.pid).map_err(|e| format!("server pid {}: {e}", self.pid))?;
+        let spent = cpu.saturating_sub(self.cpu);
+        Ok(ServerCpu {
+            pid: self.pid,
+            cpu_s: spent.as_secs_f64(),
+            cpu_percent: cpu_percent(spent, self.wall.elapsed()),
+            us_per: Default::default(),
+        })
+    }
+}
+
+/// Min, mean, max and standard deviation of per-client rates (the shape of
+/// `nats bench`'s aggregate line).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// Clients counted.
+    pub clients: usize,
+    /// Slowest.
+    pub min: f64,
+    /// Mean.
+    pub avg: f64,
+    /// Fastest.
+    pub max: f64,
+    /// Population standard deviation.
+    pub stddev: f64,
+}
+
+impl Spread {
+    /// The spread of `values`.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Spread {
+        let v: Vec<f64> = values.into_iter().collect();
+        if v.is_empty() {
+            return Spread::default();
+        }
+        let n = v.len() as f64;
+        let avg = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - avg) * (x - avg)).sum::<f64>() / n;
+        Spread {
+            clients: v.len(),
+            min: v.iter().copied().fold(f64::INFINITY, f64::min),
+            avg,
+            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            stddev: var.sqrt(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +223,22 @@ mod tests {
         l.record(0);
         l.record(u64::MAX);
         assert_eq!(l.summary().samples, 2);
+    }
+
+    #[test]
+    fn spread_of_rates() {
+        let s = Spread::of([1.0, 2.0, 3.0, 4.0]);
+        assert_eq!((s.clients, s.min, s.avg, s.max), (4, 1.0, 2.5, 4.0));
+        assert!((s.stddev - 1.118_034).abs() < 1e-5, "{s:?}");
+        assert_eq!(Spread::of([]), Spread::default());
+    }
+
+    #[test]
+    fn server_meter_reads_this_process() {
+        let m = ServerMeter::start(std::process::id()).unwrap();
+        let s = m.finish().unwrap();
+        assert!(s.cpu_s >= 0.0 && s.pid == std::process::id());
+        assert!(ServerMeter::start(u32::MAX).is_err());
     }
 
     #[test]

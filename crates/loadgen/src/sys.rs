@@ -1,5 +1,5 @@
-//! Linux specifics: descriptor limits, another process's memory, and a
-//! timerfd for sub-millisecond wake-ups (epoll's own timeout counts in
+//! Linux specifics: descriptor limits, another process's memory and CPU
+//! time, and a timerfd for sub-millisecond wake-ups (epoll's own timeout counts in
 //! whole milliseconds).
 
 use std::fs;
@@ -57,6 +57,29 @@ pub fn parse_vmrss(status: &str) -> Option<u64> {
         Some("kB") | None => Some(value * 1024),
         Some(_) => None,
     }
+}
+
+/// User plus system CPU time of process `pid` (all its threads), from
+/// /proc/PID/stat; clock-tick resolution (10 ms, usually).
+pub fn cpu_time(pid: u32) -> io::Result<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let ticks = parse_stat_ticks(&stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("unexpected /proc/{pid}/stat")))?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    Ok(Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz))
+}
+
+/// utime + stime, in clock ticks, of a /proc/PID/stat line.
+fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces or
+    // parentheses itself: count fields from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Memory the kernel holds for TCP sockets, whole machine, in bytes
@@ -143,6 +166,14 @@ mod tests {
         assert_eq!(parse_vmrss(status), Some(2048 * 1024));
         assert_eq!(parse_vmrss("Name: x\n"), None);
         assert!(rss_bytes(std::process::id()).unwrap() > 0);
+    }
+
+    #[test]
+    fn stat_cpu_ticks_are_parsed() {
+        let stat = "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 900 0 0 0 1234 567 0 0 20 0 3 0 99 0 0";
+        assert_eq!(parse_stat_ticks(stat), Some(1234 + 567));
+        assert_eq!(parse_stat_ticks("4242 (x) S 1 2"), None);
+        assert!(cpu_time(std::process::id()).is_ok());
     }
 
     #[test]

@@ -28,6 +28,10 @@ const SCRATCH: usize = 64 << 10;
 const MAX_WAIT: Duration = Duration::from_millis(20);
 /// Sessions started per loop turn.
 const START_BATCH: usize = 64;
+/// Events handled between two looks at what is due.
+const DUE_EVERY: usize = 32;
+/// Poll wait during handshakes: how soon a thread sees that the run starts.
+const HANDSHAKE_WAIT: Duration = Duration::from_millis(1);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -46,8 +50,8 @@ struct Conn<S> {
     out: Vec<u8>,
     written: usize,
     dirty: bool,
-    /// Readable while still connecting: read once the run starts, since
-    /// edge-triggered polling will not say so again.
+    /// Readable while still connecting: read once the handshake starts,
+    /// since edge-triggered polling will not say so again.
     read_early: bool,
     /// The due time queued for this connection, if any.
     due: Option<u64>,
@@ -61,6 +65,7 @@ struct Published {
     errors: u64,
     connected: u64,
     dropped: u64,
+    ready: u64,
 }
 
 /// One thread's connections and their event loop.
@@ -202,6 +207,45 @@ impl<S: Session> Worker<S> {
         self.tally.note(format_args!("connect: {e}"));
     }
 
+    /// Runs every session's handshake until `plan()` gives the run's plan
+    /// (the runner publishes it once every session is ready), which it
+    /// returns; `None` on a stop request.
+    pub fn handshake(&mut self, plan: impl Fn() -> Option<Plan>) -> Option<Plan> {
+        let setup = Plan::handshake(Instant::now());
+        let mut events = Events::with_capacity(1024);
+        let mut unstarted = 0..self.conns.len();
+        loop {
+            // A batch per turn, as in `run`.
+            let mut batch = 0;
+            while batch < START_BATCH {
+                let Some(i) = unstarted.next() else { break };
+                if self.conns[i].state == State::Open {
+                    let now = setup.now_ns();
+                    self.with_session(i, &setup, now, |s, io| s.handshake(io));
+                    self.flush_dirty(&setup, now);
+                    if std::mem::take(&mut self.conns[i].read_early) {
+                        self.read(i, &setup, now);
+                    }
+                    batch += 1;
+                }
+            }
+            if self.progress.stop.load(Relaxed) {
+                return None;
+            }
+            if unstarted.is_empty() {
+                if let Some(plan) = plan() {
+                    // Due times of the handshake count from another epoch.
+                    self.timers.clear();
+                    self.armed = None;
+                    self.conns.iter_mut().for_each(|c| c.due = None);
+                    return Some(plan);
+                }
+            }
+            let wait = if unstarted.is_empty() { HANDSHAKE_WAIT } else { Duration::ZERO };
+            self.turn(&setup, &mut events, wait);
+        }
+    }
+
     /// Runs the sessions until the plan's end (plus drain) or a stop request.
     pub fn run(&mut self, plan: &Plan) {
         let mut events = Events::with_capacity(1024);
@@ -214,7 +258,9 @@ impl<S: Session> Worker<S> {
             while batch < START_BATCH {
                 let Some(i) = unstarted.next() else { break };
                 if self.conns[i].state == State::Open {
-                    self.start_session(i, plan);
+                    let now = plan.now_ns();
+                    self.with_session(i, plan, now, |s, io| s.start(io));
+                    self.flush_dirty(plan, now);
                     batch += 1;
                 }
             }
@@ -232,34 +278,7 @@ impl<S: Session> Worker<S> {
                     wait = wait.min(Duration::from_nanos(end - now));
                 }
             }
-            self.arm_timer(now);
-            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    self.tally.note(format!("poll: {e}"));
-                }
-                continue;
-            }
-            let now = plan.now_ns();
-            for ev in events.iter() {
-                if ev.token() == TIMER {
-                    self.timer.drain();
-                    self.armed = None;
-                    continue;
-                }
-                let i = ev.token().0;
-                if self.conns.get(i).is_none_or(|c| c.state != State::Open) {
-                    continue;
-                }
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.read(i, plan, now);
-                }
-                if ev.is_writable() && self.conns[i].state == State::Open && !self.conns[i].out.is_empty() {
-                    self.flush(i, plan, now);
-                }
-            }
-            self.fire_due(plan, now);
-            self.flush_dirty(plan, now);
-            self.publish();
+            self.turn(plan, &mut events, wait);
         }
         let now = plan.now_ns();
         for i in 0..self.conns.len() {
@@ -271,12 +290,51 @@ impl<S: Session> Worker<S> {
         self.publish();
     }
 
-    fn start_session(&mut self, i: usize, plan: &Plan) {
+    /// One turn of the event loop: waits up to `wait` for events, reads
+    /// and writes what they allow, and fires the sessions that are due.
+    fn turn(&mut self, plan: &Plan, events: &mut Events, wait: Duration) {
+        self.arm_timer(plan.now_ns());
+        if let Err(e) = self.poll.poll(events, Some(wait)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.tally.note(format!("poll: {e}"));
+            }
+            return;
+        }
+        let start = plan.now_ns();
+        let mut now = start;
+        for (k, ev) in events.iter().enumerate() {
+            if k > 0 {
+                // A thousand reads take milliseconds: time each with a
+                // clock reading of its own, and do not let them hold back
+                // sends that fall due meanwhile.
+                now = plan.now_ns();
+                if k % DUE_EVERY == 0 {
+                    self.fire_due(plan, now);
+                    self.flush_dirty(plan, now);
+                }
+            }
+            if ev.token() == TIMER {
+                self.timer.drain();
+                self.armed = None;
+                continue;
+            }
+            let i = ev.token().0;
+            if self.conns.get(i).is_none_or(|c| c.state != State::Open) {
+                continue;
+            }
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                self.read(i, plan, now);
+            }
+            if ev.is_writable() && self.conns[i].state == State::Open && !self.conns[i].out.is_empty() {
+                self.flush(i, plan, now);
+            }
+        }
         let now = plan.now_ns();
-        self.with_session(i, plan, now, |s, io| s.start(io));
+        self.fire_due(plan, now);
         self.flush_dirty(plan, now);
-        if self.conns[i].read_early {
-            self.read(i, plan, now);
+        self.publish();
+        if plan.in_window(start) {
+            self.tally.turns.record(plan.now_ns().saturating_sub(start));
         }
     }
 
@@ -455,5 +513,6 @@ impl<S: Session> Worker<S> {
         add(&p.errors, t.errors(), &mut last.errors);
         add(&p.connected, t.connected, &mut last.connected);
         add(&p.dropped, t.closed + t.io_errors, &mut last.dropped);
+        add(&p.handshaken, t.ready, &mut last.ready);
     }
 }

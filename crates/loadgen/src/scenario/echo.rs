@@ -7,11 +7,10 @@
 use super::{Common, PROGRESS_AFTER};
 use crate::net::Target;
 use crate::parse;
-use crate::report::{grouped, Errors, Report};
+use crate::report::{grouped, Errors, GeneratorFigures, Report};
 use crate::runner::{self, RunSpec};
-use crate::schedule::Schedule;
+use crate::schedule::{Pacer, Schedule};
 use crate::session::{Io, Phases, Session};
-use crate::stats::CpuMeter;
 use crate::wire::{self, MIN_PAYLOAD};
 use clap::Args;
 use std::net::SocketAddr;
@@ -82,7 +81,6 @@ pub enum Load {
 
 /// One connection of the echo scenario.
 pub struct EchoSession {
-    conn: usize,
     size: usize,
     load: Load,
     /// Send no more than this many frames in all.
@@ -92,28 +90,24 @@ pub struct EchoSession {
     /// Sequence number of the first frame of the measured window: frames of
     /// the window are contiguous, so this is all it takes to tell them.
     window_from: Option<u64>,
-    /// Open loop: index of the next scheduled send.
-    next_send: u64,
-    /// Open loop: waiting for output to drain before sending more.
-    held: bool,
-    /// Open loop: the schedule reached the end of the window.
-    done: bool,
+    /// Open loop: where this connection is in the schedule.
+    pacer: Option<Pacer>,
 }
 
 impl EchoSession {
     /// A session for connection `conn` sending `size`-byte payloads.
     pub fn new(conn: usize, size: usize, load: Load, limit: Option<u64>) -> EchoSession {
         EchoSession {
-            conn,
             size,
             load,
             limit,
             next_seq: 0,
             expect_seq: 0,
             window_from: None,
-            next_send: 0,
-            held: false,
-            done: false,
+            pacer: match load {
+                Load::Open { schedule } => Some(Pacer::new(schedule, conn)),
+                Load::Closed { .. } => None,
+            },
         }
     }
 
@@ -144,25 +138,14 @@ impl EchoSession {
 
     /// Open loop: send every frame due by now, unless output piles up.
     fn send_due(&mut self, io: &mut Io<'_>) {
-        let Load::Open { schedule } = self.load else { return };
-        let end = io.plan.measure_end_ns.unwrap_or(u64::MAX);
-        self.held = false;
+        let Some(mut pacer) = self.pacer else { return };
+        pacer.release();
         while self.may_send() {
-            let at = schedule.offset_ns(self.conn, self.next_send);
-            if at >= end {
-                self.done = true;
-                break;
-            }
-            if at > io.now_ns {
-                break;
-            }
-            if io.out.len() >= OUT_CAP {
-                self.held = true;
-                break;
-            }
+            let Some(at) = pacer.due(io, OUT_CAP) else { break };
             self.send(io, at);
-            self.next_send += 1;
+            pacer.advance();
         }
+        self.pacer = Some(pacer);
     }
 }
 
@@ -196,12 +179,7 @@ impl Session for EchoSession {
     }
 
     fn next_due(&self) -> Option<u64> {
-        match self.load {
-            Load::Open { schedule } if !self.held && !self.done && self.may_send() => {
-                Some(schedule.offset_ns(self.conn, self.next_send))
-            }
-            _ => None,
-        }
+        self.pacer.filter(|_| self.may_send()).and_then(|p| p.next_due())
     }
 
     fn on_due(&mut self, io: &mut Io<'_>) {
@@ -209,7 +187,7 @@ impl Session for EchoSession {
     }
 
     fn on_drained(&mut self, io: &mut Io<'_>) {
-        if self.held {
+        if self.pacer.is_some_and(|p| p.is_held()) {
             self.send_due(io);
         }
     }
@@ -220,10 +198,8 @@ impl Session for EchoSession {
 
     fn finish(&mut self, io: &mut Io<'_>) {
         // Open loop: frames of the window that backpressure kept from being sent.
-        if let (Load::Open { schedule }, Some(end)) = (self.load, io.plan.measure_end_ns) {
-            let first = schedule.sends_before(self.conn, io.plan.measure_start_ns);
-            let due = schedule.sends_before(self.conn, end);
-            io.unsent(due.saturating_sub(self.next_send.max(first)));
+        if let Some(pacer) = self.pacer {
+            io.unsent(pacer.unsent(io.plan));
         }
     }
 }
@@ -241,6 +217,7 @@ pub fn run(args: &EchoArgs) -> Result<Report, String> {
     if args.duration.is_zero() {
         return Err("--duration must be positive".into());
     }
+    args.common.check()?;
     let (load, mode) = match args.rate {
         Some(rate) => {
             let schedule = Schedule::new(rate, args.connections)?;
@@ -259,13 +236,12 @@ pub fn run(args: &EchoArgs) -> Result<Report, String> {
     spec.prepare()?;
     let size = args.size;
     let mut running = runner::start(&spec, move |i| EchoSession::new(i, size, load, None))?;
-    let plan = running.plan;
-    running.wait_until(plan.at(plan.measure_start_ns), "warmup");
-    let cpu = CpuMeter::start();
-    running.wait_until(plan.at(plan.measure_end_ns.unwrap_or(plan.measure_start_ns)), "measure");
-    let cpu_percent = cpu.percent();
+    let measured = running.measure(args.common.server_pid);
     let connect_s = running.connect_time.as_secs_f64();
-    let tally = running.finish(DRAIN + Duration::from_secs(1));
+    let mut tally = running.finish(DRAIN + Duration::from_secs(1));
+    if let Some(e) = measured.server_error {
+        tally.note(e);
+    }
     let secs = args.duration.as_secs_f64();
     Ok(Report {
         scenario: "echo".into(),
@@ -280,14 +256,19 @@ pub fn run(args: &EchoArgs) -> Result<Report, String> {
         warmup_s: args.warmup.as_secs_f64(),
         duration_s: secs,
         connect_s,
+        handshake_s: 0.0,
         frames: tally.replies,
         frames_per_s: tally.replies as f64 / secs,
         mb_per_s: tally.reply_bytes as f64 / secs / 1e6,
         sent_per_s: tally.sent as f64 / secs,
         latency: tally.latency.summary(),
+        generator: GeneratorFigures::from_tally(&tally),
         errors: Errors::from_tally(&tally),
-        cpu_percent,
+        cpu_percent: measured.cpu_percent,
+        server: measured.server.map(|s| s.per("frame", tally.replies)),
         idle: None,
+        fanout: None,
+        http: None,
     })
 }
 

@@ -8,10 +8,10 @@ use super::echo::{EchoSession, Load};
 use super::Common;
 use crate::net::{Target, MAX_SOURCES};
 use crate::parse;
-use crate::report::{Errors, IdleFigures, Report};
+use crate::report::{Errors, GeneratorFigures, IdleFigures, Report};
 use crate::runner::{self, RunSpec};
 use crate::session::Phases;
-use crate::stats::CpuMeter;
+use crate::stats::{CpuMeter, ServerMeter};
 use crate::sys;
 use crate::wire::MIN_PAYLOAD;
 use clap::Args;
@@ -35,9 +35,6 @@ pub struct IdleArgs {
     /// How long to hold the connections once all have echoed.
     #[arg(long, default_value = "10s", value_parser = parse::duration)]
     pub hold: Duration,
-    /// The server's process id: report its resident memory per connection.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
     /// Load threads, each with its own event loop.
     #[arg(long, short, default_value_t = 1)]
     pub threads: usize,
@@ -66,9 +63,10 @@ pub fn run(args: &IdleArgs) -> Result<Report, String> {
     };
     spec.prepare()?;
     let rss = |pid: u32| sys::rss_bytes(pid).map_err(|e| format!("server pid {pid}: {e}"));
-    let rss_before = args.server_pid.map(rss).transpose()?;
+    let rss_before = args.common.server_pid.map(rss).transpose()?;
     let tcp_before = sys::kernel_tcp_bytes();
     let cpu = CpuMeter::start();
+    let server_cpu = args.common.server_pid.map(ServerMeter::start).transpose()?;
     let size = args.size;
     let hello = Load::Closed { depth: 1 };
     let mut running = runner::start(&spec, move |i| EchoSession::new(i, size, hello, Some(1)))?;
@@ -80,12 +78,14 @@ pub fn run(args: &IdleArgs) -> Result<Report, String> {
     let hold_started = Instant::now();
     running.wait_until(hold_started + args.hold, "hold");
     // Read while every connection is still open.
-    let rss_held = args.server_pid.map(rss).transpose();
+    let rss_held = args.common.server_pid.map(rss).transpose();
     let tcp_held = sys::kernel_tcp_bytes();
     let hold_s = hold_started.elapsed().as_secs_f64();
     let cpu_percent = cpu.percent();
+    let server = server_cpu.map(|m| m.finish());
     let connect_s = running.connect_time.as_secs_f64();
     let mut tally = running.finish(Duration::ZERO);
+    let server = server.and_then(|r| r.map_err(|e| tally.note(e)).ok());
     let rss_held = rss_held.unwrap_or_else(|e| {
         tally.note(format!("{e} (at the end of the hold)"));
         None
@@ -112,17 +112,23 @@ pub fn run(args: &IdleArgs) -> Result<Report, String> {
         warmup_s: 0.0,
         duration_s: hold_s,
         connect_s,
+        handshake_s: 0.0,
         frames: tally.replies,
         frames_per_s: 0.0,
         mb_per_s: 0.0,
         sent_per_s: 0.0,
         latency: tally.latency.summary(),
+        generator: GeneratorFigures::from_tally(&tally),
         errors: Errors::from_tally(&tally),
         cpu_percent,
+        // Over the connecting, echo and hold: what holding costs.
+        server: server.map(|s| s.per("connection", held)),
+        fanout: None,
+        http: None,
         idle: Some(IdleFigures {
             hold_s,
             held,
-            server_pid: args.server_pid,
+            server_pid: args.common.server_pid,
             rss_before,
             rss_held,
             bytes_per_connection,

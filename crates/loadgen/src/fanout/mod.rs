@@ -1,0 +1,279 @@
+//! Fan-out: clients spread over rooms, a few of them publishing at a fixed
+//! total rate, every other member of the room receiving each message. The
+//! `chat` and `nats` scenarios are this workload in two wire protocols:
+//! each supplies a [`Wire`], everything else (room layout, handshakes,
+//! open-loop publishing, per-sender sequence checks, latency from the
+//! scheduled send time at every member, the report) is here.
+//!
+//! Layout: client `i` is a member of room `i mod rooms`; clients
+//! `0..senders` also publish, so senders are spread over the rooms too.
+
+mod session;
+mod stamp;
+mod track;
+
+pub use session::FanoutSession;
+pub use stamp::{Stamp, StampError, MAX_PAYLOAD, STAMP_LEN};
+pub use track::{FanoutTally, Seen, SeqTrack};
+
+use crate::net::Target;
+use crate::parse;
+use crate::report::{Errors, GeneratorFigures, Report};
+use crate::runner::{self, RunSpec};
+use crate::scenario::{Common, PROGRESS_AFTER};
+use crate::schedule::Schedule;
+use crate::session::Phases;
+use clap::Args;
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long after the window deliveries of its messages are waited for.
+const DRAIN: Duration = Duration::from_secs(2);
+/// Most sequence trackers (members × senders of their room) the run may
+/// keep: 16 bytes each.
+const MAX_TRACKS: usize = 64 << 20;
+
+/// Who is in which room, and who publishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Clients (connections).
+    pub clients: usize,
+    /// Rooms.
+    pub rooms: usize,
+    /// Publishing clients: `0..senders`.
+    pub senders: usize,
+}
+
+impl Layout {
+    /// Checks the numbers.
+    pub fn new(clients: usize, rooms: usize, senders: usize) -> Result<Layout, String> {
+        if clients == 0 || rooms == 0 || senders == 0 {
+            return Err("--clients, --rooms and --senders must be at least 1".into());
+        }
+        if rooms > clients || senders > clients {
+            return Err("--rooms and --senders must not exceed --clients".into());
+        }
+        let layout = Layout { clients, rooms, senders };
+        let tracks: usize =
+            (0..rooms.min(senders)).map(|r| layout.members_of(r) * layout.senders_in(r)).sum();
+        if tracks > MAX_TRACKS {
+            return Err(format!(
+                "{clients} clients checking {senders} senders over {rooms} rooms need {tracks} sequence \
+                 trackers, over the {MAX_TRACKS} this generator keeps: use fewer senders per room"
+            ));
+        }
+        Ok(layout)
+    }
+
+    /// The room of client `i`.
+    pub fn room_of(&self, i: usize) -> usize {
+        i % self.rooms
+    }
+
+    /// The sender index of client `i`, if it publishes.
+    pub fn sender_of(&self, i: usize) -> Option<usize> {
+        (i < self.senders).then_some(i)
+    }
+
+    /// Members of `room`.
+    pub fn members_of(&self, room: usize) -> usize {
+        count_in(self.clients, room, self.rooms)
+    }
+
+    /// Senders in `room`.
+    pub fn senders_in(&self, room: usize) -> usize {
+        count_in(self.senders, room, self.rooms)
+    }
+
+    /// The senders of `room`.
+    pub fn senders_of(&self, room: usize) -> impl Iterator<Item = usize> {
+        (room..self.senders).step_by(self.rooms)
+    }
+
+    /// Where sender `j` is among its room's senders.
+    pub fn local(&self, j: usize) -> usize {
+        j / self.rooms
+    }
+}
+
+/// How many of `0..n` are `room` modulo `rooms`.
+fn count_in(n: usize, room: usize, rooms: usize) -> usize {
+    if room >= n {
+        0
+    } else {
+        (n - room).div_ceil(rooms)
+    }
+}
+
+/// What a server frame means to a fan-out client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// The handshake completed: the client is a member of its room.
+    Joined,
+    /// A message published to the room (live, not history): its payload.
+    Message(&'a [u8]),
+    /// The server refused something; the name of its error.
+    Refused(Cow<'static, str>),
+    /// Nothing to count (acknowledgements, presence, answered pings).
+    Other,
+}
+
+/// One client's protocol: the handshake, publishing, and reading.
+pub trait Wire: Send + 'static {
+    /// Queues the handshake: log in, join the client's room (subscribe),
+    /// and ask for the acknowledgement that makes it [`Event::Joined`].
+    fn handshake(&mut self, out: &mut Vec<u8>);
+
+    /// Queues the publication of `payload` to the client's room.
+    fn publish(&mut self, out: &mut Vec<u8>, payload: &[u8]);
+
+    /// Reads the whole server frame at the start of `input`, if it has
+    /// arrived: what it means and its length. May queue an answer (a pong)
+    /// in `out`. An error closes the connection.
+    fn next<'a>(&mut self, input: &'a [u8], out: &mut Vec<u8>) -> Result<Option<(Event<'a>, usize)>, String>;
+}
+
+/// Options of the fan-out scenarios.
+#[derive(Args, Clone, Debug)]
+pub struct FanoutArgs {
+    /// Clients (connections), each a member of one room (1000, 10k).
+    #[arg(long, default_value = "1000", value_parser = parse::count_usize)]
+    pub clients: usize,
+    /// Rooms; client i joins room i mod rooms.
+    #[arg(long, default_value = "1", value_parser = parse::count_usize)]
+    pub rooms: usize,
+    /// Clients that publish (the first ones, so spread over the rooms).
+    #[arg(long, default_value = "1", value_parser = parse::count_usize)]
+    pub senders: usize,
+    /// Messages per second over all senders (500, 2k), on a schedule fixed
+    /// in advance; latency counts from each message's scheduled time.
+    #[arg(long, default_value = "1000", value_parser = parse::count)]
+    pub rate: u64,
+    /// Bytes per message (text), at least 48: run, sender, sequence number
+    /// and scheduled time in hex, then a fill.
+    #[arg(long, default_value = "64", value_parser = parse::size)]
+    pub size: usize,
+    /// Measured time (10s, 500ms, 2m).
+    #[arg(long, short, default_value = "10s", value_parser = parse::duration)]
+    pub duration: Duration,
+    /// Load before measuring (after every client has joined).
+    #[arg(long, default_value = "2s", value_parser = parse::duration)]
+    pub warmup: Duration,
+    /// Load threads, each with its own event loop.
+    #[arg(long, short, default_value_t = 1)]
+    pub threads: usize,
+    /// Source addresses to spread connections over (127.0.0.2 upwards);
+    /// 0 lets the kernel choose.
+    #[arg(long, default_value_t = 0)]
+    pub sources: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// A number that tells this run's clients and messages from another's.
+pub fn run_id() -> u32 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// Runs the fan-out workload against `addr`; `make_wire(client, layout,
+/// run)` makes each client's protocol.
+pub fn run<W, F>(scenario: &str, addr: SocketAddr, args: &FanoutArgs, make_wire: F) -> Result<Report, String>
+where
+    W: Wire,
+    F: Fn(usize, &Layout, u32) -> W + Send + Sync + 'static,
+{
+    let layout = Layout::new(args.clients, args.rooms, args.senders)?;
+    if !(STAMP_LEN..=MAX_PAYLOAD).contains(&args.size) {
+        return Err(format!(
+            "--size must be {STAMP_LEN} to {MAX_PAYLOAD} bytes (the stamp takes {STAMP_LEN})"
+        ));
+    }
+    if args.duration.is_zero() {
+        return Err("--duration must be positive".into());
+    }
+    args.common.check()?;
+    let schedule = Schedule::new(args.rate, layout.senders)?;
+    let mut spec = RunSpec {
+        target: Target { addr, sources: args.sources },
+        connections: layout.clients,
+        threads: args.threads,
+        connect_timeout: args.common.connect_timeout,
+        phases: Phases { warmup: args.warmup, measure: Some(args.duration), drain: DRAIN },
+        show_progress: !args.common.quiet && args.warmup + args.duration > PROGRESS_AFTER,
+    };
+    spec.prepare()?;
+    let (run, size) = (run_id(), args.size);
+    let mut running = runner::start(&spec, move |i| {
+        FanoutSession::new(make_wire(i, &layout, run), i, layout, schedule, run, size)
+    })?;
+    let measured = running.measure(args.common.server_pid);
+    let (connect_s, handshake_s) = (running.connect_time.as_secs_f64(), running.handshake_time.as_secs_f64());
+    let mut tally = running.finish(DRAIN + Duration::from_secs(1));
+    if let Some(e) = measured.server_error {
+        tally.note(e);
+    }
+    let secs = args.duration.as_secs_f64();
+    let fanout = tally.fanout.figures(&layout, tally.replies, secs);
+    let server =
+        measured.server.map(|s| s.per("message", fanout.messages).per("delivery", fanout.deliveries));
+    Ok(Report {
+        scenario: scenario.into(),
+        target: addr.to_string(),
+        mode: format!(
+            "open loop, {} msgs/s over {} sender(s)",
+            crate::report::grouped(args.rate),
+            layout.senders
+        ),
+        connections: layout.clients,
+        connected: tally.connected,
+        threads: spec.threads,
+        payload_bytes: size,
+        depth: None,
+        rate: Some(args.rate),
+        warmup_s: args.warmup.as_secs_f64(),
+        duration_s: secs,
+        connect_s,
+        handshake_s,
+        frames: tally.replies,
+        frames_per_s: tally.replies as f64 / secs,
+        mb_per_s: tally.reply_bytes as f64 / secs / 1e6,
+        sent_per_s: fanout.messages_per_s,
+        latency: tally.latency.summary(),
+        generator: GeneratorFigures::from_tally(&tally),
+        errors: Errors::from_tally(&tally),
+        cpu_percent: measured.cpu_percent,
+        server,
+        idle: None,
+        fanout: Some(fanout),
+        http: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_and_senders_spread_over_rooms() {
+        let l = Layout::new(10, 3, 4).unwrap();
+        assert_eq!((0..3).map(|r| l.members_of(r)).collect::<Vec<_>>(), [4, 3, 3]);
+        assert_eq!((0..3).map(|r| l.senders_in(r)).collect::<Vec<_>>(), [2, 1, 1]);
+        assert_eq!(l.senders_of(0).collect::<Vec<_>>(), [0, 3]);
+        assert_eq!(l.senders_of(2).collect::<Vec<_>>(), [2]);
+        assert_eq!((l.room_of(7), l.sender_of(3), l.sender_of(4), l.local(3)), (1, Some(3), None, 1));
+        let one = Layout::new(1000, 1, 1).unwrap();
+        assert_eq!((one.members_of(0), one.senders_in(0)), (1000, 1));
+    }
+
+    #[test]
+    fn impossible_layouts_are_refused() {
+        assert!(Layout::new(0, 1, 1).is_err());
+        assert!(Layout::new(10, 11, 1).is_err());
+        assert!(Layout::new(10, 1, 11).is_err());
+        assert!(Layout::new(20_000, 1, 20_000).is_err(), "400M trackers");
+        assert!(Layout::new(20_000, 100, 20_000).is_ok());
+    }
+}
