@@ -6,7 +6,9 @@
 //! shared (`worker`, `runner`, `schedule`, `stats`, `report`), and so is the
 //! fan-out workload that `chat` and `nats` speak in two protocols
 //! (`fanout`). The chat protocol's codec comes from `chat-server`.
+//! `compare` runs the scenarios in-process against ours and the baselines.
 
+mod compare;
 mod fanout;
 mod http_response;
 mod net;
@@ -55,11 +57,24 @@ enum Command {
     /// HTTP/1.1 keep-alive requests, closed loop (--pipeline) or open loop
     /// (--rate).
     Http(http::HttpArgs),
+    /// Builds the servers and runs every scenario against ours and the
+    /// baselines (tokio, mio, hyper, nats-server), alternating rep by rep;
+    /// writes results.json, report.md and SVG charts.
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (result, json) = match &cli.command {
+        Command::Compare(a) => {
+            return match compare::run(a) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("loadgen compare: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Echo(a) => (echo::run(a), a.common.json),
         Command::Idle(a) => (idle::run(a), a.common.json),
         Command::Chat(a) => (chat::run(a), a.load.common.json),

@@ -1,0 +1,392 @@
+//! What the comparison runs: the scenarios as cases (a table row),
+//! each with its entries (the columns: ours first, then the baselines),
+//! and how one entry is driven by calling the scenario code in-process.
+
+use super::servers::{Running, Server};
+use crate::fanout::FanoutArgs;
+use crate::report::{FanoutFigures, Report};
+use crate::scenario::{chat, echo, http, idle, nats, Common};
+use std::thread;
+use std::time::Duration;
+
+/// Warm-up and measured window of every run, and the sizes that `--quick`
+/// shrinks.
+#[derive(Clone, Copy, Debug)]
+pub struct Windows {
+    /// Load before measuring.
+    pub warmup: Duration,
+    /// Measured time.
+    pub measure: Duration,
+    /// Connections held by `idle`.
+    pub idle_connections: usize,
+    /// How long `idle` holds them.
+    pub idle_hold: Duration,
+}
+
+impl Windows {
+    /// The windows of a `--quick` run or of a full one.
+    pub fn new(quick: bool) -> Windows {
+        if quick {
+            Windows {
+                warmup: Duration::from_millis(300),
+                measure: Duration::from_millis(700),
+                idle_connections: 2_000,
+                idle_hold: Duration::from_millis(500),
+            }
+        } else {
+            Windows {
+                warmup: Duration::from_millis(700),
+                measure: Duration::from_secs(2),
+                idle_connections: 19_000,
+                idle_hold: Duration::from_secs(2),
+            }
+        }
+    }
+}
+
+/// The load of one entry.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Load {
+    /// Closed-loop framed echo.
+    Echo {
+        /// Payload bytes.
+        size: usize,
+        /// Connections.
+        connections: usize,
+        /// Frames in flight per connection.
+        depth: usize,
+    },
+    /// Connections held idle.
+    Idle,
+    /// Fan-out in the chat protocol, or in NATS for nats-server.
+    Fanout {
+        /// Clients.
+        clients: usize,
+        /// Rooms.
+        rooms: usize,
+        /// Publishing clients.
+        senders: usize,
+        /// Messages per second in all.
+        rate: u64,
+    },
+    /// `GET /`, keep-alive, closed loop.
+    Http {
+        /// Connections.
+        connections: usize,
+        /// Requests in flight per connection.
+        pipeline: usize,
+    },
+    /// Chat messages posted over HTTP (`POST /rooms/room0/messages`) to a
+    /// room of TCP members.
+    HttpPost {
+        /// TCP members of the room.
+        members: usize,
+        /// Posts per second.
+        rate: u64,
+    },
+}
+
+/// One column of a case.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The column heading.
+    pub name: String,
+    /// The server it starts.
+    pub server: Server,
+    /// The load it applies.
+    pub load: Load,
+}
+
+/// One row of a table.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// The table (`echo`, `idle`, `chat-room`, `chat-rooms`, `http`, `tcp-vs-http`).
+    pub group: &'static str,
+    /// The row label.
+    pub label: String,
+    /// Ours first, then the baselines.
+    pub entries: Vec<Entry>,
+    /// The unit of work that CPU time is divided by.
+    pub unit: &'static str,
+    /// Fan-out: the rate, for the rising-rate chart.
+    pub rate: Option<u64>,
+}
+
+fn same(servers: &[Server], load: Load) -> Vec<Entry> {
+    servers.iter().map(|&server| Entry { name: server.name().into(), server, load }).collect()
+}
+
+/// The cases of the scenarios named in `only` (all if empty), leaving out
+/// entries on nats-server when it is missing.
+pub fn cases(quick: bool, only: &[String], nats: bool) -> Vec<Case> {
+    let wanted = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
+    let mut out = Vec::new();
+    if wanted("echo") {
+        let echo_servers = [Server::EchoOurs, Server::EchoIdiomatic, Server::EchoTuned, Server::EchoBare];
+        let (sizes, conns): (&[usize], &[usize]) =
+            if quick { (&[64], &[100]) } else { (&[64, 1024], &[100, 1000]) };
+        for &size in sizes {
+            for &connections in conns {
+                for depth in [1, 16] {
+                    let size_label =
+                        if size >= 1024 { format!("{} KiB", size / 1024) } else { format!("{size} B") };
+                    out.push(Case {
+                        group: "echo",
+                        label: format!("{size_label}, {connections} conns, depth {depth}"),
+                        entries: same(&echo_servers, Load::Echo { size, connections, depth }),
+                        unit: "frame",
+                        rate: None,
+                    });
+                }
+            }
+        }
+    }
+    if wanted("idle") {
+        out.push(Case {
+            group: "idle",
+            label: "idle connections held".into(),
+            entries: same(&[Server::EchoOurs, Server::EchoIdiomatic, Server::EchoBare], Load::Idle),
+            unit: "connection",
+            rate: None,
+        });
+    }
+    if wanted("chat") || wanted("nats") {
+        let mut fanout_servers = vec![Server::ChatOurs];
+        if wanted("chat") {
+            fanout_servers.push(Server::TokioChat);
+        }
+        if wanted("nats") && nats {
+            fanout_servers.push(Server::Nats);
+        }
+        // Low rates find tokio-chat's limit, high ones ours and nats-server's;
+        // a server is not tried above a rate it failed at.
+        let rates: &[u64] = if quick { &[300, 1500] } else { &[100, 200, 500, 1000, 1500, 2000, 2500, 3000] };
+        for &rate in rates {
+            out.push(Case {
+                group: "chat-room",
+                label: format!("{rate} msgs/s"),
+                entries: same(&fanout_servers, Load::Fanout { clients: 1000, rooms: 1, senders: 1, rate }),
+                unit: "delivery",
+                rate: Some(rate),
+            });
+        }
+        let rate = if quick { 5_000 } else { 10_000 };
+        out.push(Case {
+            group: "chat-rooms",
+            label: format!("100 rooms × 10, 100 senders, {rate} msgs/s"),
+            entries: same(&fanout_servers, Load::Fanout { clients: 1000, rooms: 100, senders: 100, rate }),
+            unit: "delivery",
+            rate: Some(rate),
+        });
+    }
+    if wanted("http") {
+        for pipeline in [1, 16] {
+            out.push(Case {
+                group: "http",
+                label: format!("100 conns, pipeline {pipeline}"),
+                entries: same(&[Server::HttpOurs, Server::Hyper], Load::Http { connections: 100, pipeline }),
+                unit: "request",
+                rate: None,
+            });
+        }
+    }
+    if wanted("tcp-vs-http") {
+        let (members, rate) = (10, 5_000);
+        out.push(Case {
+            group: "tcp-vs-http",
+            label: format!("1 room of {members} TCP members, {rate} posts/s"),
+            entries: vec![
+                Entry {
+                    name: "chat protocol (Say)".into(),
+                    server: Server::ChatOurs,
+                    load: Load::Fanout { clients: members + 1, rooms: 1, senders: 1, rate },
+                },
+                Entry {
+                    name: "HTTP POST".into(),
+                    server: Server::ChatOurs,
+                    load: Load::HttpPost { members, rate },
+                },
+            ],
+            unit: "delivery",
+            rate: Some(rate),
+        });
+    }
+    out
+}
+
+fn common(server: &Running) -> Common {
+    Common {
+        json: false,
+        connect_timeout: Duration::from_secs(10),
+        quiet: true,
+        server_pid: Some(server.pid),
+    }
+}
+
+fn fanout_args(
+    server: &Running,
+    w: &Windows,
+    clients: usize,
+    rooms: usize,
+    senders: usize,
+    rate: u64,
+) -> FanoutArgs {
+    FanoutArgs {
+        clients,
+        rooms,
+        senders,
+        rate,
+        size: 64,
+        duration: w.measure,
+        warmup: w.warmup,
+        threads: 1,
+        sources: 0,
+        common: common(server),
+    }
+}
+
+/// Drives `entry`'s load against `server` (already accepting); its report.
+/// For [`Load::HttpPost`] the report is the HTTP poster's, with the
+/// server's CPU per delivery added (posts × members).
+pub fn drive(entry: &Entry, server: &Running, w: &Windows) -> Result<Report, String> {
+    let addr = server.addr;
+    match entry.load {
+        Load::Echo { size, connections, depth } => echo::run(&echo::EchoArgs {
+            addr,
+            connections,
+            size,
+            depth,
+            rate: None,
+            duration: w.measure,
+            warmup: w.warmup,
+            threads: 1,
+            sources: 0,
+            common: common(server),
+        }),
+        Load::Idle => idle::run(&idle::IdleArgs {
+            addr,
+            connections: w.idle_connections,
+            size: 16,
+            hold: w.idle_hold,
+            threads: 1,
+            sources: crate::net::MAX_SOURCES,
+            common: common(server),
+        }),
+        Load::Fanout { clients, rooms, senders, rate } => {
+            let load = fanout_args(server, w, clients, rooms, senders, rate);
+            if entry.server == Server::Nats {
+                nats::run(&nats::NatsArgs { addr, load })
+            } else {
+                chat::run(&chat::ChatArgs { addr, token: String::new(), load })
+            }
+        }
+        Load::Http { connections, pipeline } => http::run(&http_args(server, w, addr, connections, pipeline)),
+        Load::HttpPost { members, rate } => http_post(server, w, members, rate),
+    }
+}
+
+fn http_args(
+    server: &Running,
+    w: &Windows,
+    addr: std::net::SocketAddr,
+    connections: usize,
+    pipeline: usize,
+) -> http::HttpArgs {
+    http::HttpArgs {
+        url: format!("http://{addr}/"),
+        connections,
+        pipeline,
+        rate: None,
+        method: "GET".into(),
+        body: None,
+        headers: Vec::new(),
+        duration: w.measure,
+        warmup: w.warmup,
+        threads: 1,
+        sources: 0,
+        common: common(server),
+    }
+}
+
+/// Posts over HTTP at `rate` to a room whose `members` listen over TCP
+/// (a chat run of its own, with a 1 msg/s sender, alongside).
+fn http_post(server: &Running, w: &Windows, members: usize, rate: u64) -> Result<Report, String> {
+    let http_addr = server.http.ok_or("the chat server was started without HTTP")?;
+    // The members connect and join first, and stay through the whole post run.
+    let settle = Duration::from_millis(500);
+    let mut member_load = fanout_args(server, w, members, 1, 1, 1);
+    member_load.common.server_pid = None;
+    member_load.warmup = Duration::ZERO;
+    member_load.duration = settle + w.warmup + w.measure + Duration::from_secs(1);
+    let chat_addr = server.addr;
+    let members_run = thread::Builder::new()
+        .name("compare-members".into())
+        .spawn(move || {
+            chat::run(&chat::ChatArgs { addr: chat_addr, token: String::new(), load: member_load })
+        })
+        .map_err(|e| e.to_string())?;
+    thread::sleep(settle);
+    let mut args = http_args(server, w, http_addr, 10, 1);
+    args.url = format!("http://{http_addr}/rooms/room0/messages");
+    args.method = "POST".into();
+    args.rate = Some(rate);
+    args.pipeline = 4;
+    args.body = Some(format!("{{\"nick\":\"poster\",\"text\":\"{}\"}}", "x".repeat(64)));
+    let posted = http::run(&args);
+    let members_report = members_run.join().map_err(|_| "the members' thread panicked".to_string())?;
+    let mut report = posted?;
+    let members_report = members_report?;
+    let joined = members_report.fanout.as_ref().map_or(0, |f| f.joined);
+    let received = members_report.fanout.as_ref().map_or(0, |f| f.foreign);
+    let ok = report.frames.saturating_sub(report.errors.replies);
+    if let Some(s) = report.server.take() {
+        report.server = Some(s.per("delivery", ok * joined));
+    }
+    // Deliveries owed: every joined member receives every post; the
+    // members' own count (over the whole run) is in the mode line.
+    let secs = report.duration_s.max(1e-9);
+    report.fanout = Some(FanoutFigures {
+        clients: members,
+        rooms: 1,
+        messages: ok,
+        messages_per_s: ok as f64 / secs,
+        deliveries: ok * joined,
+        deliveries_per_s: (ok * joined) as f64 / secs,
+        joined,
+        ..FanoutFigures::default()
+    });
+    report.mode = format!(
+        "{} (members joined {joined}, received {received} posted messages over the whole run)",
+        report.mode
+    );
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_case_puts_ours_first() {
+        for quick in [true, false] {
+            let cases = cases(quick, &[], true);
+            assert!(cases.iter().all(|c| c.entries[0].server.ours()), "ours first");
+            let groups: Vec<&str> = cases.iter().map(|c| c.group).collect();
+            for g in ["echo", "idle", "chat-room", "chat-rooms", "http", "tcp-vs-http"] {
+                assert!(groups.contains(&g), "{g} missing (quick {quick})");
+            }
+        }
+        assert_eq!(cases(false, &[], true).iter().filter(|c| c.group == "echo").count(), 8);
+    }
+
+    #[test]
+    fn scenarios_can_be_chosen_and_nats_left_out() {
+        let only = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let echo = cases(true, &only(&["echo"]), true);
+        assert!(echo.iter().all(|c| c.group == "echo"));
+        let chat = cases(true, &only(&["chat"]), false);
+        assert!(chat.iter().all(|c| c.entries.iter().all(|e| e.server != Server::Nats)));
+        let nats = cases(true, &only(&["chat", "nats"]), true);
+        assert!(nats.iter().any(|c| c.entries.iter().any(|e| e.server == Server::Nats)));
+    }
+}
