@@ -313,3 +313,21 @@ mod tests {
         assert!(forever.sending(u64::MAX) && forever.in_window(u64::MAX));
     }
 }
+
+/// Helpers for the sessions' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Io, Plan, Tally};
+
+    /// Runs `f` with an Io at `now_ns`; returns the output it queued.
+    pub(crate) fn call<R>(
+        plan: &Plan,
+        tally: &mut Tally,
+        now_ns: u64,
+        f: impl FnOnce(&mut Io<'_>) -> R,
+    ) -> (R, Vec<u8>) {
+        let mut out = Vec::new();
+        let r = f(&mut Io { out: &mut out, now_ns, plan, tally });
+        (r, out)
+    }
+}

@@ -198,6 +198,7 @@ impl<W: Wire> Session for FanoutSession<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::testing::call;
     use crate::session::{Phases, Plan, Tally};
     use std::borrow::Cow;
     use std::time::{Duration, Instant};
@@ -249,17 +250,6 @@ mod tests {
             drain: Duration::ZERO,
         };
         Plan::new(Instant::now(), phases)
-    }
-
-    fn call<R>(
-        plan: &Plan,
-        tally: &mut Tally,
-        now_ns: u64,
-        f: impl FnOnce(&mut Io<'_>) -> R,
-    ) -> (R, Vec<u8>) {
-        let mut out = Vec::new();
-        let r = f(&mut Io { out: &mut out, now_ns, plan, tally });
-        (r, out)
     }
 
     #[test]

@@ -275,6 +275,7 @@ pub fn run(args: &EchoArgs) -> Result<Report, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::testing::call;
     use crate::session::{Plan, Tally};
     use std::time::Instant;
 
@@ -288,18 +289,6 @@ mod tests {
             drain: Duration::ZERO,
         };
         Plan::new(Instant::now(), phases)
-    }
-
-    /// Runs `f` with an Io at `now_ns`; returns the output it queued.
-    fn call<R>(
-        plan: &Plan,
-        tally: &mut Tally,
-        now_ns: u64,
-        f: impl FnOnce(&mut Io<'_>) -> R,
-    ) -> (R, Vec<u8>) {
-        let mut out = Vec::new();
-        let r = f(&mut Io { out: &mut out, now_ns, plan, tally });
-        (r, out)
     }
 
     fn stamps(wire_bytes: &[u8], size: usize) -> Vec<(u64, u64)> {
