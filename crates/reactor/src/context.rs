@@ -76,7 +76,7 @@ impl<'a> Context<'a> {
     pub fn send(&mut self, data: Bytes) {
         if let Some(io) = self.io.as_deref_mut() {
             if !io.has(flag::ABORT | flag::LINGER) {
-                io.out.push(data);
+                io.out.push(&mut self.core.pool, &data);
                 Self::mark_dirty(self.core, io);
             }
         }
@@ -126,6 +126,9 @@ impl<'a> Context<'a> {
         let loops = self.core.remote.len();
         // Ids for other loops, grouped so each loop gets one command.
         let mut remote: Vec<Vec<ConnId>> = Vec::new();
+        // This loop's ids go out as one piece of work: each recipient copies
+        // a small message into its queue rather than taking a reference.
+        let mut local: Vec<ConnId> = Vec::new();
         let mut sent = 0;
         for &id in ids {
             if Some(id) == skip {
@@ -136,13 +139,16 @@ impl<'a> Context<'a> {
             if id == self.id {
                 self.send(data.clone());
             } else if target == here {
-                self.core.outbox.push(Outgoing::Send(id, data.clone()));
+                local.push(id);
             } else if target < loops {
                 if remote.is_empty() {
                     remote.resize_with(loops, Vec::new);
                 }
                 remote[target].push(id);
             }
+        }
+        if !local.is_empty() {
+            self.core.outbox.push(Outgoing::Broadcast(local, data.clone()));
         }
         for (target, ids) in remote.into_iter().enumerate() {
             if !ids.is_empty() {

@@ -18,14 +18,18 @@ pub(crate) const SCRATCH_SIZE: usize = 64 << 10;
 /// after the handler returns (the target may belong to another service).
 pub(crate) enum Outgoing {
     Send(ConnId, Bytes),
+    /// Every id is on this loop.
+    Broadcast(Vec<ConnId>, Bytes),
     Close(ConnId),
     Notify(ConnId, u64),
 }
 
 impl Outgoing {
-    fn target(&self) -> ConnId {
-        match *self {
-            Outgoing::Send(id, _) | Outgoing::Close(id) | Outgoing::Notify(id, _) => id,
+    /// The loop the work is for (a broadcast's ids all share one).
+    fn target_loop(&self) -> Option<usize> {
+        match self {
+            Outgoing::Send(id, _) | Outgoing::Close(id) | Outgoing::Notify(id, _) => Some(id.loop_index()),
+            Outgoing::Broadcast(ids, _) => ids.first().map(|id| id.loop_index()),
         }
     }
 }
@@ -34,6 +38,7 @@ impl From<Outgoing> for Command {
     fn from(work: Outgoing) -> Command {
         match work {
             Outgoing::Send(id, data) => Command::Send(id, data),
+            Outgoing::Broadcast(ids, data) => Command::Broadcast(ids, data),
             Outgoing::Close(id) => Command::Close(id),
             Outgoing::Notify(id, token) => Command::Notify(id, token),
         }
@@ -75,7 +80,7 @@ impl LoopCore {
     /// Routes a command to the loop that owns `id`'s connection: local work
     /// goes to the outbox, remote work is batched until the end of the turn.
     pub(crate) fn route(&mut self, work: Outgoing) {
-        let target = work.target().loop_index();
+        let Some(target) = work.target_loop() else { return };
         if target == self.index {
             self.outbox.push(work);
         } else if let Some(batch) = self.remote.get_mut(target) {

@@ -44,7 +44,14 @@ fn drain_outbox(core: &mut LoopCore, drivers: &mut [Box<dyn Driver>]) {
             match w {
                 Outgoing::Send(id, data) => {
                     if let Some(d) = drivers.get_mut(id.service()) {
-                        d.deliver(core, id, data);
+                        d.deliver(core, id, &data);
+                    }
+                }
+                Outgoing::Broadcast(ids, data) => {
+                    for id in ids {
+                        if let Some(d) = drivers.get_mut(id.service()) {
+                            d.deliver(core, id, &data);
+                        }
                     }
                 }
                 Outgoing::Close(id) => {
@@ -200,13 +207,13 @@ impl EventLoop {
         match cmd {
             Command::Send(id, data) => {
                 if let Some(d) = self.drivers.get_mut(id.service()) {
-                    d.deliver(core, id, data);
+                    d.deliver(core, id, &data);
                 }
             }
             Command::Broadcast(ids, data) => {
                 for id in ids {
                     if let Some(d) = self.drivers.get_mut(id.service()) {
-                        d.deliver(core, id, data.clone());
+                        d.deliver(core, id, &data);
                     }
                 }
             }

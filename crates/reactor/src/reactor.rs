@@ -11,7 +11,7 @@ use crate::listener::bind_listener;
 use crate::service::{Driver, ServiceLoop};
 use crate::stats::Counters;
 use crate::timer::TimerQueue;
-use crate::write_queue::BufferPool;
+use crate::write_queue::{BufferPool, POOL_BUFFER_SIZE, POOL_MAX_BYTES};
 use bytes::BytesMut;
 use mio::Poll;
 use std::io;
@@ -146,7 +146,7 @@ impl ReactorBuilder {
                 timers: TimerQueue::default(),
                 now: epoch,
                 epoch,
-                pool: BufferPool::new(16 << 10, 256),
+                pool: BufferPool::new(POOL_BUFFER_SIZE, POOL_MAX_BYTES),
                 scratch: BytesMut::with_capacity(SCRATCH_SIZE),
                 outbox: Vec::new(),
                 spare_outbox: Vec::new(),

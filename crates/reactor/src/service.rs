@@ -33,7 +33,7 @@ pub(crate) trait Driver {
     /// short read must not be taken for an empty socket.
     fn ready(&mut self, core: &mut LoopCore, id: ConnId, readable: bool, writable: bool, read_closed: bool);
     fn resume_read(&mut self, core: &mut LoopCore, id: ConnId);
-    fn deliver(&mut self, core: &mut LoopCore, id: ConnId, data: Bytes);
+    fn deliver(&mut self, core: &mut LoopCore, id: ConnId, data: &Bytes);
     fn close(&mut self, core: &mut LoopCore, id: ConnId);
     fn notify(&mut self, core: &mut LoopCore, id: ConnId, token: u64);
     fn timer(&mut self, core: &mut LoopCore, id: ConnId, kind: TimerKind);
@@ -433,13 +433,13 @@ impl<H: Handler> Driver for ServiceLoop<H> {
         self.read(core, slot, false);
     }
 
-    fn deliver(&mut self, core: &mut LoopCore, id: ConnId, data: Bytes) {
+    fn deliver(&mut self, core: &mut LoopCore, id: ConnId, data: &Bytes) {
         let Some(slot) = self.slot_of(id) else { return };
         let Some(c) = self.conns.get_mut(slot) else { return };
         if c.io.has(flag::ABORT | flag::LINGER) {
             return;
         }
-        c.io.out.push(data);
+        c.io.out.push(&mut core.pool, data);
         if !c.io.has(flag::DIRTY) {
             c.io.flags |= flag::DIRTY;
             core.dirty.push(id);
