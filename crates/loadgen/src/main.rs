@@ -24,7 +24,7 @@ mod wire;
 mod worker;
 
 use clap::{Parser, Subcommand};
-use scenario::{chat, echo, http, idle, nats};
+use scenario::{chat, chat_http, echo, http, idle, nats};
 use std::process::ExitCode;
 
 /// Load generator for switchboard servers.
@@ -54,6 +54,9 @@ enum Command {
     Chat(chat::ChatArgs),
     /// The same fan-out in the NATS text protocol, for nats-server.
     Nats(nats::NatsArgs),
+    /// The same fan-out through the chat server's HTTP endpoints: senders
+    /// POST, members long-poll GET; one sender per room.
+    ChatHttp(chat_http::ChatHttpArgs),
     /// HTTP/1.1 keep-alive requests, closed loop (--pipeline) or open loop
     /// (--rate).
     Http(http::HttpArgs),
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Idle(a) => (idle::run(a), a.common.json),
         Command::Chat(a) => (chat::run(a), a.load.common.json),
         Command::Nats(a) => (nats::run(a), a.load.common.json),
+        Command::ChatHttp(a) => (chat_http::run(a), a.load.common.json),
         Command::Http(a) => (http::run(a), a.common.json),
     };
     match result {

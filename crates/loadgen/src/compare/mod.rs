@@ -128,12 +128,6 @@ pub fn run(args: &CompareArgs) -> Result<PathBuf, String> {
         notes,
         runs: Vec::new(),
     };
-    if cases.iter().any(|c| c.group == "tcp-vs-http") {
-        results.notes.push(
-            "tcp-vs-http: the HTTP side's p99 is POST-to-201 latency, not delivery latency (see its table)"
-                .into(),
-        );
-    }
     let total: usize = cases.iter().map(|c| c.entries.len() * reps).sum();
     let mut done = 0;
     for case in &cases {
@@ -165,7 +159,7 @@ pub fn run(args: &CompareArgs) -> Result<PathBuf, String> {
                     continue;
                 }
                 let outcome = env
-                    .start(entry.server, matches!(entry.load, plan::Load::HttpPost { .. }))
+                    .start(entry.server, matches!(entry.load, plan::Load::ChatHttp { .. }))
                     .and_then(|mut server| {
                         let r = plan::drive(entry, &server, &windows);
                         server.stop();
@@ -280,7 +274,7 @@ fn server_lines(cases: &[Case]) -> Vec<String> {
                 "taskset -c 0 target/release/examples/http_hello --listen ADDR --threads 1".into()
             }
             Server::ChatOurs => "taskset -c 0 target/release/chat-server --threads 1 -c CONF (threads = 1, \
-                                 rate_per_sec = 0, max_members_per_room = 2000, [http] listen = [] but for \
+                                 rate_per_sec = 0, max_members_per_room = 2000, history_len = 10000, [http] listen = [] but for \
                                  tcp-vs-http)"
                 .into(),
             Server::EchoBare => {

@@ -4,9 +4,8 @@
 
 use super::servers::{Running, Server};
 use crate::fanout::FanoutArgs;
-use crate::report::{FanoutFigures, Report};
-use crate::scenario::{chat, echo, http, idle, nats, Common};
-use std::thread;
+use crate::report::Report;
+use crate::scenario::{chat, chat_http, echo, http, idle, nats, Common};
 use std::time::Duration;
 
 /// Warm-up and measured window of every run, and the sizes that `--quick`
@@ -76,10 +75,10 @@ pub enum Load {
         /// Requests in flight per connection.
         pipeline: usize,
     },
-    /// Chat messages posted over HTTP (`POST /rooms/room0/messages`) to a
-    /// room of TCP members.
-    HttpPost {
-        /// TCP members of the room.
+    /// The chat fan-out through the HTTP endpoints: one sender posting,
+    /// `members` long-polling (`chat-http`).
+    ChatHttp {
+        /// Members polling the room.
         members: usize,
         /// Posts per second.
         rate: u64,
@@ -160,7 +159,11 @@ pub fn cases(quick: bool, only: &[String], nats: bool) -> Vec<Case> {
         }
         // Low rates find tokio-chat's limit, high ones ours and nats-server's;
         // a server is not tried above a rate it failed at.
-        let rates: &[u64] = if quick { &[300, 1500] } else { &[100, 200, 500, 1000, 1500, 2000, 2500, 3000] };
+        let rates: &[u64] = if quick {
+            &[1000, 6000]
+        } else {
+            &[500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000]
+        };
         for &rate in rates {
             out.push(Case {
                 group: "chat-room",
@@ -194,17 +197,17 @@ pub fn cases(quick: bool, only: &[String], nats: bool) -> Vec<Case> {
         let (members, rate) = (10, 5_000);
         out.push(Case {
             group: "tcp-vs-http",
-            label: format!("1 room of {members} TCP members, {rate} posts/s"),
+            label: format!("1 room of {members} members, 1 sender, {rate} msgs/s"),
             entries: vec![
                 Entry {
-                    name: "chat protocol (Say)".into(),
+                    name: "chat protocol".into(),
                     server: Server::ChatOurs,
                     load: Load::Fanout { clients: members + 1, rooms: 1, senders: 1, rate },
                 },
                 Entry {
-                    name: "HTTP POST".into(),
+                    name: "HTTP (POST + long poll)".into(),
                     server: Server::ChatOurs,
-                    load: Load::HttpPost { members, rate },
+                    load: Load::ChatHttp { members, rate },
                 },
             ],
             unit: "delivery",
@@ -246,8 +249,6 @@ fn fanout_args(
 }
 
 /// Drives `entry`'s load against `server` (already accepting); its report.
-/// For [`Load::HttpPost`] the report is the HTTP poster's, with the
-/// server's CPU per delivery added (posts × members).
 pub fn drive(entry: &Entry, server: &Running, w: &Windows) -> Result<Report, String> {
     let addr = server.addr;
     match entry.load {
@@ -281,7 +282,11 @@ pub fn drive(entry: &Entry, server: &Running, w: &Windows) -> Result<Report, Str
             }
         }
         Load::Http { connections, pipeline } => http::run(&http_args(server, w, addr, connections, pipeline)),
-        Load::HttpPost { members, rate } => http_post(server, w, members, rate),
+        Load::ChatHttp { members, rate } => {
+            let addr = server.http.ok_or("the chat server was started without HTTP")?;
+            let load = fanout_args(server, w, members + 1, 1, 1, rate);
+            chat_http::run(&chat_http::ChatHttpArgs { addr, load })
+        }
     }
 }
 
@@ -306,60 +311,6 @@ fn http_args(
         sources: 0,
         common: common(server),
     }
-}
-
-/// Posts over HTTP at `rate` to a room whose `members` listen over TCP
-/// (a chat run of its own, with a 1 msg/s sender, alongside).
-fn http_post(server: &Running, w: &Windows, members: usize, rate: u64) -> Result<Report, String> {
-    let http_addr = server.http.ok_or("the chat server was started without HTTP")?;
-    // The members connect and join first, and stay through the whole post run.
-    let settle = Duration::from_millis(500);
-    let mut member_load = fanout_args(server, w, members, 1, 1, 1);
-    member_load.common.server_pid = None;
-    member_load.warmup = Duration::ZERO;
-    member_load.duration = settle + w.warmup + w.measure + Duration::from_secs(1);
-    let chat_addr = server.addr;
-    let members_run = thread::Builder::new()
-        .name("compare-members".into())
-        .spawn(move || {
-            chat::run(&chat::ChatArgs { addr: chat_addr, token: String::new(), load: member_load })
-        })
-        .map_err(|e| e.to_string())?;
-    thread::sleep(settle);
-    let mut args = http_args(server, w, http_addr, 10, 1);
-    args.url = format!("http://{http_addr}/rooms/room0/messages");
-    args.method = "POST".into();
-    args.rate = Some(rate);
-    args.pipeline = 4;
-    args.body = Some(format!("{{\"nick\":\"poster\",\"text\":\"{}\"}}", "x".repeat(64)));
-    let posted = http::run(&args);
-    let members_report = members_run.join().map_err(|_| "the members' thread panicked".to_string())?;
-    let mut report = posted?;
-    let members_report = members_report?;
-    let joined = members_report.fanout.as_ref().map_or(0, |f| f.joined);
-    let received = members_report.fanout.as_ref().map_or(0, |f| f.foreign);
-    let ok = report.frames.saturating_sub(report.errors.replies);
-    if let Some(s) = report.server.take() {
-        report.server = Some(s.per("delivery", ok * joined));
-    }
-    // Deliveries owed: every joined member receives every post; the
-    // members' own count (over the whole run) is in the mode line.
-    let secs = report.duration_s.max(1e-9);
-    report.fanout = Some(FanoutFigures {
-        clients: members,
-        rooms: 1,
-        messages: ok,
-        messages_per_s: ok as f64 / secs,
-        deliveries: ok * joined,
-        deliveries_per_s: (ok * joined) as f64 / secs,
-        joined,
-        ..FanoutFigures::default()
-    });
-    report.mode = format!(
-        "{} (members joined {joined}, received {received} posted messages over the whole run)",
-        report.mode
-    );
-    Ok(report)
 }
 
 #[cfg(test)]

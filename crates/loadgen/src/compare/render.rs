@@ -326,10 +326,11 @@ fn table(w: &mut String, runs: &[RunRecord], group: &str) {
     if group == "tcp-vs-http" {
         let _ = writeln!(
             w,
-            "The cost of HTTP is the inverse of the ratios above (HTTP ÷ chat protocol). Server CPU \
-             per delivery counts, for HTTP, posts answered 2xx × members joined. The HTTP p99 is the \
-             POST's latency (scheduled send to `201`), not delivery latency: the members cannot time \
-             a message whose text the HTTP request fixes once for the whole run.\n"
+            "The cost of HTTP is the inverse of the ratios above (HTTP ÷ chat protocol). Both sides \
+             run the same fan-out (`loadgen chat` and `loadgen chat-http`): one sender, every other \
+             member timing each message from its scheduled send; over HTTP the sender POSTs and the \
+             members long-poll (`GET ...?since=ID&wait=30`, polling again from each answer's \
+             `last_id`).\n"
         );
     }
 }

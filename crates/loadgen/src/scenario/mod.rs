@@ -5,6 +5,7 @@
 //! the report are shared.
 
 pub mod chat;
+pub mod chat_http;
 pub mod echo;
 pub mod http;
 pub mod idle;
