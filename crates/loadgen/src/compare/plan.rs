@@ -5,7 +5,7 @@
 use super::servers::{Running, Server};
 use crate::fanout::FanoutArgs;
 use crate::report::Report;
-use crate::scenario::{chat, chat_http, echo, http, idle, nats, Common};
+use crate::scenario::{chat, chat_http, echo, http, idle, nats, Common, TimedRun};
 use std::time::Duration;
 
 /// Warm-up and measured window of every run, and the sizes that `--quick`
@@ -240,10 +240,7 @@ fn fanout_args(
         senders,
         rate,
         size: 64,
-        duration: w.measure,
-        warmup: w.warmup,
-        threads: 1,
-        sources: 0,
+        run: TimedRun::new(w.warmup, w.measure),
         common: common(server),
     }
 }
@@ -258,10 +255,7 @@ pub fn drive(entry: &Entry, server: &Running, w: &Windows) -> Result<Report, Str
             size,
             depth,
             rate: None,
-            duration: w.measure,
-            warmup: w.warmup,
-            threads: 1,
-            sources: 0,
+            run: TimedRun::new(w.warmup, w.measure),
             common: common(server),
         }),
         Load::Idle => idle::run(&idle::IdleArgs {
@@ -305,10 +299,7 @@ fn http_args(
         method: "GET".into(),
         body: None,
         headers: Vec::new(),
-        duration: w.measure,
-        warmup: w.warmup,
-        threads: 1,
-        sources: 0,
+        run: TimedRun::new(w.warmup, w.measure),
         common: common(server),
     }
 }

@@ -16,13 +16,11 @@ pub use session::FanoutSession;
 pub use stamp::{Stamp, StampError, MAX_PAYLOAD, STAMP_LEN};
 pub use track::{FanoutTally, Seen, SeqTrack};
 
-use crate::net::Target;
 use crate::parse;
 use crate::report::{Errors, GeneratorFigures, Report};
-use crate::runner::{self, RunSpec};
-use crate::scenario::{Common, PROGRESS_AFTER};
+use crate::runner;
+use crate::scenario::{Common, TimedRun};
 use crate::schedule::Schedule;
-use crate::session::Phases;
 use clap::Args;
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -154,19 +152,9 @@ pub struct FanoutArgs {
     /// and scheduled time in hex, then a fill.
     #[arg(long, default_value = "64", value_parser = parse::size)]
     pub size: usize,
-    /// Measured time (10s, 500ms, 2m).
-    #[arg(long, short, default_value = "10s", value_parser = parse::duration)]
-    pub duration: Duration,
-    /// Load before measuring (after every client has joined).
-    #[arg(long, default_value = "2s", value_parser = parse::duration)]
-    pub warmup: Duration,
-    /// Load threads, each with its own event loop.
-    #[arg(long, short, default_value_t = 1)]
-    pub threads: usize,
-    /// Source addresses to spread connections over (127.0.0.2 upwards);
-    /// 0 lets the kernel choose.
-    #[arg(long, default_value_t = 0)]
-    pub sources: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub run: TimedRun,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,
@@ -191,20 +179,9 @@ where
             "--size must be {STAMP_LEN} to {MAX_PAYLOAD} bytes (the stamp takes {STAMP_LEN})"
         ));
     }
-    if args.duration.is_zero() {
-        return Err("--duration must be positive".into());
-    }
     args.common.check()?;
     let schedule = Schedule::new(args.rate, layout.senders)?;
-    let mut spec = RunSpec {
-        target: Target { addr, sources: args.sources },
-        connections: layout.clients,
-        threads: args.threads,
-        connect_timeout: args.common.connect_timeout,
-        phases: Phases { warmup: args.warmup, measure: Some(args.duration), drain: DRAIN },
-        show_progress: !args.common.quiet && args.warmup + args.duration > PROGRESS_AFTER,
-    };
-    spec.prepare()?;
+    let spec = args.run.spec(addr, layout.clients, &args.common, DRAIN)?;
     let (run, size) = (run_id(), args.size);
     let mut running = runner::start(&spec, move |i| {
         FanoutSession::new(make_wire(i, &layout, run), i, layout, schedule, run, size)
@@ -215,7 +192,7 @@ where
     if let Some(e) = measured.server_error {
         tally.note(e);
     }
-    let secs = args.duration.as_secs_f64();
+    let secs = args.run.duration.as_secs_f64();
     let fanout = tally.fanout.figures(&layout, tally.replies, secs);
     let server =
         measured.server.map(|s| s.per("message", fanout.messages).per("delivery", fanout.deliveries));
@@ -233,7 +210,7 @@ where
         payload_bytes: size,
         depth: None,
         rate: Some(args.rate),
-        warmup_s: args.warmup.as_secs_f64(),
+        warmup_s: args.run.warmup.as_secs_f64(),
         duration_s: secs,
         connect_s,
         handshake_s,

@@ -209,6 +209,7 @@ pub fn run(args: &ChatHttpArgs) -> Result<Report, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn response(status: &str, body: &str) -> Vec<u8> {
         format!(
@@ -305,13 +306,10 @@ mod tests {
             senders: 3,
             rate: 100,
             size: 64,
-            duration: std::time::Duration::from_secs(1),
-            warmup: std::time::Duration::ZERO,
-            threads: 1,
-            sources: 0,
+            run: crate::scenario::TimedRun::new(Duration::ZERO, Duration::from_secs(1)),
             common: crate::scenario::Common {
                 json: false,
-                connect_timeout: std::time::Duration::from_secs(1),
+                connect_timeout: Duration::from_secs(1),
                 quiet: true,
                 server_pid: None,
             },

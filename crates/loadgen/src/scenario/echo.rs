@@ -4,13 +4,12 @@
 //! schedule fixed in advance and times replies from the scheduled send, so
 //! a stalling server cannot hide its stalls (no coordinated omission).
 
-use super::{Common, PROGRESS_AFTER};
-use crate::net::Target;
+use super::{Common, TimedRun};
 use crate::parse;
 use crate::report::{grouped, Errors, GeneratorFigures, Report};
-use crate::runner::{self, RunSpec};
+use crate::runner;
 use crate::schedule::{Pacer, Schedule};
-use crate::session::{Io, Phases, Session};
+use crate::session::{Io, Session};
 use crate::wire::{self, MIN_PAYLOAD};
 use clap::Args;
 use std::net::SocketAddr;
@@ -45,20 +44,9 @@ pub struct EchoArgs {
     /// a fixed schedule; latency counts from the scheduled time.
     #[arg(long, value_parser = parse::count)]
     pub rate: Option<u64>,
-    /// Measured time (10s, 500ms, 2m).
-    #[arg(long, short, default_value = "10s", value_parser = parse::duration)]
-    pub duration: Duration,
-    /// Load before measuring.
-    #[arg(long, default_value = "2s", value_parser = parse::duration)]
-    pub warmup: Duration,
-    /// Load threads, each with its own event loop; connections are spread
-    /// over them.
-    #[arg(long, short, default_value_t = 1)]
-    pub threads: usize,
-    /// Source addresses to spread connections over (127.0.0.2 upwards);
-    /// 0 lets the kernel choose.
-    #[arg(long, default_value_t = 0)]
-    pub sources: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub run: TimedRun,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,
@@ -214,9 +202,6 @@ pub fn run(args: &EchoArgs) -> Result<Report, String> {
     if args.depth == 0 {
         return Err("--depth must be at least 1".into());
     }
-    if args.duration.is_zero() {
-        return Err("--duration must be positive".into());
-    }
     args.common.check()?;
     let (load, mode) = match args.rate {
         Some(rate) => {
@@ -225,15 +210,7 @@ pub fn run(args: &EchoArgs) -> Result<Report, String> {
         }
         None => (Load::Closed { depth: args.depth as u64 }, format!("closed loop, depth {}", args.depth)),
     };
-    let mut spec = RunSpec {
-        target: Target { addr: args.addr, sources: args.sources },
-        connections: args.connections,
-        threads: args.threads,
-        connect_timeout: args.common.connect_timeout,
-        phases: Phases { warmup: args.warmup, measure: Some(args.duration), drain: DRAIN },
-        show_progress: !args.common.quiet && args.warmup + args.duration > PROGRESS_AFTER,
-    };
-    spec.prepare()?;
+    let spec = args.run.spec(args.addr, args.connections, &args.common, DRAIN)?;
     let size = args.size;
     let mut running = runner::start(&spec, move |i| EchoSession::new(i, size, load, None))?;
     let measured = running.measure(args.common.server_pid);
@@ -242,7 +219,7 @@ pub fn run(args: &EchoArgs) -> Result<Report, String> {
     if let Some(e) = measured.server_error {
         tally.note(e);
     }
-    let secs = args.duration.as_secs_f64();
+    let secs = args.run.duration.as_secs_f64();
     Ok(Report {
         scenario: "echo".into(),
         target: args.addr.to_string(),
@@ -253,7 +230,7 @@ pub fn run(args: &EchoArgs) -> Result<Report, String> {
         payload_bytes: size,
         depth: args.rate.is_none().then_some(args.depth),
         rate: args.rate,
-        warmup_s: args.warmup.as_secs_f64(),
+        warmup_s: args.run.warmup.as_secs_f64(),
         duration_s: secs,
         connect_s,
         handshake_s: 0.0,
@@ -276,7 +253,7 @@ pub fn run(args: &EchoArgs) -> Result<Report, String> {
 mod tests {
     use super::*;
     use crate::session::testing::call;
-    use crate::session::{Plan, Tally};
+    use crate::session::{Phases, Plan, Tally};
     use std::time::Instant;
 
     const MS: u64 = 1_000_000;

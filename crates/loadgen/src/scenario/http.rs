@@ -5,14 +5,13 @@
 //! responses are parsed by [`crate::http_response`]. A non-2xx status is an
 //! error reply (counted by status), apart from socket errors.
 
-use super::{Common, PROGRESS_AFTER};
+use super::{Common, TimedRun};
 use crate::http_response;
-use crate::net::Target;
 use crate::parse;
 use crate::report::{grouped, Errors, GeneratorFigures, HttpFigures, Report};
-use crate::runner::{self, RunSpec};
+use crate::runner;
 use crate::schedule::{Pacer, Schedule};
-use crate::session::{Io, Phases, Session};
+use crate::session::{Io, Session};
 use clap::Args;
 use std::collections::VecDeque;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -49,19 +48,9 @@ pub struct HttpArgs {
     /// Extra request header, 'Name: value'; repeat for several.
     #[arg(long = "header", short = 'H')]
     pub headers: Vec<String>,
-    /// Measured time (10s, 500ms, 2m).
-    #[arg(long, short, default_value = "10s", value_parser = parse::duration)]
-    pub duration: Duration,
-    /// Load before measuring.
-    #[arg(long, default_value = "2s", value_parser = parse::duration)]
-    pub warmup: Duration,
-    /// Load threads, each with its own event loop.
-    #[arg(long, short, default_value_t = 1)]
-    pub threads: usize,
-    /// Source addresses to spread connections over (127.0.0.2 upwards);
-    /// 0 lets the kernel choose.
-    #[arg(long, default_value_t = 0)]
-    pub sources: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub run: TimedRun,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,
@@ -253,24 +242,13 @@ pub fn run(args: &HttpArgs) -> Result<Report, String> {
     if args.pipeline == 0 {
         return Err("--pipeline must be at least 1".into());
     }
-    if args.duration.is_zero() {
-        return Err("--duration must be positive".into());
-    }
     args.common.check()?;
     let schedule = args.rate.map(|r| Schedule::new(r, args.connections)).transpose()?;
     let mode = match args.rate {
         Some(r) => format!("open loop, {} requests/s, at most {} in flight each", grouped(r), args.pipeline),
         None => format!("closed loop, pipeline {}", args.pipeline),
     };
-    let mut spec = RunSpec {
-        target: Target { addr: url.addr, sources: args.sources },
-        connections: args.connections,
-        threads: args.threads,
-        connect_timeout: args.common.connect_timeout,
-        phases: Phases { warmup: args.warmup, measure: Some(args.duration), drain: DRAIN },
-        show_progress: !args.common.quiet && args.warmup + args.duration > PROGRESS_AFTER,
-    };
-    spec.prepare()?;
+    let spec = args.run.spec(url.addr, args.connections, &args.common, DRAIN)?;
     let (head, depth, bytes) = (args.method == "HEAD", args.pipeline, request.len());
     let req = request.clone();
     let mut running = runner::start(&spec, move |i| HttpSession::new(i, req.clone(), head, depth, schedule))?;
@@ -280,7 +258,7 @@ pub fn run(args: &HttpArgs) -> Result<Report, String> {
     if let Some(e) = measured.server_error {
         tally.note(e);
     }
-    let secs = args.duration.as_secs_f64();
+    let secs = args.run.duration.as_secs_f64();
     Ok(Report {
         scenario: "http".into(),
         target: url.addr.to_string(),
@@ -291,7 +269,7 @@ pub fn run(args: &HttpArgs) -> Result<Report, String> {
         payload_bytes: args.body.as_ref().map_or(0, String::len),
         depth: args.rate.is_none().then_some(depth),
         rate: args.rate,
-        warmup_s: args.warmup.as_secs_f64(),
+        warmup_s: args.run.warmup.as_secs_f64(),
         duration_s: secs,
         connect_s,
         handshake_s: 0.0,
@@ -319,7 +297,7 @@ pub fn run(args: &HttpArgs) -> Result<Report, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Plan, Tally};
+    use crate::session::{Phases, Plan, Tally};
     use std::time::Instant;
 
     #[test]

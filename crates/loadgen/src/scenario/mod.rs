@@ -11,9 +11,13 @@ pub mod http;
 pub mod idle;
 pub mod nats;
 
+use crate::net::Target;
 use crate::parse;
+use crate::runner::RunSpec;
+use crate::session::Phases;
 use crate::sys;
 use clap::Args;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Options every scenario takes.
@@ -43,6 +47,57 @@ impl Common {
             Some(pid) => sys::cpu_time(pid).map(drop).map_err(|e| format!("--server-pid {pid}: {e}")),
             None => Ok(()),
         }
+    }
+}
+
+/// How long a timed scenario (`echo`, `http`, `chat`, `nats`, `chat-http`)
+/// loads the server, and how the generator spreads its connections.
+#[derive(Args, Clone, Debug)]
+pub struct TimedRun {
+    /// Measured time (10s, 500ms, 2m).
+    #[arg(long, short, default_value = "10s", value_parser = parse::duration)]
+    pub duration: Duration,
+    /// Load before measuring (after every connection's handshake).
+    #[arg(long, default_value = "2s", value_parser = parse::duration)]
+    pub warmup: Duration,
+    /// Load threads, each with its own event loop; connections are spread
+    /// over them.
+    #[arg(long, short, default_value_t = 1)]
+    pub threads: usize,
+    /// Source addresses to spread connections over (127.0.0.2 upwards);
+    /// 0 lets the kernel choose.
+    #[arg(long, default_value_t = 0)]
+    pub sources: usize,
+}
+
+impl TimedRun {
+    /// One thread, the kernel's source address: how `compare` runs.
+    pub fn new(warmup: Duration, duration: Duration) -> TimedRun {
+        TimedRun { duration, warmup, threads: 1, sources: 0 }
+    }
+
+    /// The checked run of `connections` to `addr`, waiting up to `drain`
+    /// after the window for replies still owed.
+    pub fn spec(
+        &self,
+        addr: SocketAddr,
+        connections: usize,
+        common: &Common,
+        drain: Duration,
+    ) -> Result<RunSpec, String> {
+        if self.duration.is_zero() {
+            return Err("--duration must be positive".into());
+        }
+        let mut spec = RunSpec {
+            target: Target { addr, sources: self.sources },
+            connections,
+            threads: self.threads,
+            connect_timeout: common.connect_timeout,
+            phases: Phases { warmup: self.warmup, measure: Some(self.duration), drain },
+            show_progress: !common.quiet && self.warmup + self.duration > PROGRESS_AFTER,
+        };
+        spec.prepare()?;
+        Ok(spec)
     }
 }
 
