@@ -311,18 +311,6 @@ impl<H: Handler> ServiceLoop<H> {
                 }
             }
         }
-        // Replies to the peer just read leave now rather than at the end of
-        // the turn: the tail buffer goes back to the pool for the next
-        // connection, where a turn with a thousand readable peers would
-        // otherwise hold a thousand tail buffers at once (and the allocator
-        // would map and unmap them every turn). Output that other
-        // connections queue for this one later in the turn still waits for
-        // the turn's end, so broadcasts stay batched.
-        if let Some(c) = self.conns.get(slot) {
-            if c.io.has(flag::DIRTY) && !c.io.has(flag::ABORT) {
-                return self.flush_slot(core, slot);
-            }
-        }
         self.settle(core, slot);
     }
 
