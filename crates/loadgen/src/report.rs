@@ -1,6 +1,8 @@
 //! The result of a run: one structure, printed as a table for people or as
 //! one JSON object (`--json`) for scripts and for comparing runs.
 
+use crate::runner::{Outcome, RunSpec};
+use crate::scenario::TimedRun;
 use crate::session::Tally;
 use crate::stats::{LatencySummary, Spread};
 use serde::{Deserialize, Serialize};
@@ -61,6 +63,44 @@ pub struct Report {
     pub fanout: Option<FanoutFigures>,
     /// HTTP figures (`http`).
     pub http: Option<HttpFigures>,
+}
+
+impl Report {
+    /// The figures every timed scenario reports, from `outcome` of `spec`
+    /// over `run`'s window; the scenario adds its own (payload size, depth
+    /// or rate, server CPU per unit, its section).
+    pub fn timed(
+        scenario: &str,
+        target: String,
+        mode: String,
+        spec: &RunSpec,
+        run: &TimedRun,
+        outcome: &Outcome,
+    ) -> Report {
+        let tally = &outcome.tally;
+        let secs = run.duration.as_secs_f64();
+        Report {
+            scenario: scenario.into(),
+            target,
+            mode,
+            connections: spec.connections,
+            connected: tally.connected,
+            threads: spec.threads,
+            warmup_s: run.warmup.as_secs_f64(),
+            duration_s: secs,
+            connect_s: outcome.connect_s,
+            handshake_s: outcome.handshake_s,
+            frames: tally.replies,
+            frames_per_s: tally.replies as f64 / secs,
+            mb_per_s: tally.reply_bytes as f64 / secs / 1e6,
+            sent_per_s: tally.sent as f64 / secs,
+            latency: tally.latency.summary(),
+            generator: GeneratorFigures::from_tally(tally),
+            errors: Errors::from_tally(tally),
+            cpu_percent: outcome.measured.cpu_percent,
+            ..Report::default()
+        }
+    }
 }
 
 /// The generator's own delays: where they are small next to the latency,

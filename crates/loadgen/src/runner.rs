@@ -225,6 +225,18 @@ impl Running {
         Measured { cpu_percent, server, server_error }
     }
 
+    /// Runs the warm-up and the window ([`Running::measure`]), then waits up
+    /// to `grace` for replies still owed ([`Running::finish`]).
+    pub fn complete(mut self, server_pid: Option<u32>, grace: Duration) -> Outcome {
+        let mut measured = self.measure(server_pid);
+        let (connect_s, handshake_s) = (self.connect_time.as_secs_f64(), self.handshake_time.as_secs_f64());
+        let mut tally = self.finish(grace);
+        if let Some(e) = measured.server_error.take() {
+            tally.note(e);
+        }
+        Outcome { tally, measured, connect_s, handshake_s }
+    }
+
     /// Asks every thread to stop now.
     pub fn stop(&self) {
         self.progress.stop.store(true, Relaxed);
@@ -264,6 +276,19 @@ pub struct Measured {
     pub server: Option<ServerCpu>,
     /// Why the server's CPU time could not be read.
     pub server_error: Option<String>,
+}
+
+/// What a whole timed run gave.
+pub struct Outcome {
+    /// Every thread's counts, merged (with a failure to read the server's
+    /// CPU time noted).
+    pub tally: Tally,
+    /// CPU use over the window.
+    pub measured: Measured,
+    /// Seconds connecting took.
+    pub connect_s: f64,
+    /// Seconds the handshakes took after that.
+    pub handshake_s: f64,
 }
 
 /// Prints a progress line once a second, with rates since the last one.

@@ -17,7 +17,7 @@ pub use stamp::{Stamp, StampError, MAX_PAYLOAD, STAMP_LEN};
 pub use track::{FanoutTally, Seen, SeqTrack};
 
 use crate::parse;
-use crate::report::{Errors, GeneratorFigures, Report};
+use crate::report::Report;
 use crate::runner;
 use crate::scenario::{Common, TimedRun};
 use crate::schedule::Schedule;
@@ -183,49 +183,25 @@ where
     let schedule = Schedule::new(args.rate, layout.senders)?;
     let spec = args.run.spec(addr, layout.clients, &args.common, DRAIN)?;
     let (run, size) = (run_id(), args.size);
-    let mut running = runner::start(&spec, move |i| {
+    let outcome = runner::start(&spec, move |i| {
         FanoutSession::new(make_wire(i, &layout, run), i, layout, schedule, run, size)
-    })?;
-    let measured = running.measure(args.common.server_pid);
-    let (connect_s, handshake_s) = (running.connect_time.as_secs_f64(), running.handshake_time.as_secs_f64());
-    let mut tally = running.finish(DRAIN + Duration::from_secs(1));
-    if let Some(e) = measured.server_error {
-        tally.note(e);
-    }
-    let secs = args.run.duration.as_secs_f64();
-    let fanout = tally.fanout.figures(&layout, tally.replies, secs);
-    let server =
-        measured.server.map(|s| s.per("message", fanout.messages).per("delivery", fanout.deliveries));
+    })?
+    .complete(args.common.server_pid, DRAIN + Duration::from_secs(1));
+    let fanout =
+        outcome.tally.fanout.figures(&layout, outcome.tally.replies, args.run.duration.as_secs_f64());
+    let mode =
+        format!("open loop, {} msgs/s over {} sender(s)", crate::report::grouped(args.rate), layout.senders);
+    let report = Report::timed(scenario, addr.to_string(), mode, &spec, &args.run, &outcome);
     Ok(Report {
-        scenario: scenario.into(),
-        target: addr.to_string(),
-        mode: format!(
-            "open loop, {} msgs/s over {} sender(s)",
-            crate::report::grouped(args.rate),
-            layout.senders
-        ),
-        connections: layout.clients,
-        connected: tally.connected,
-        threads: spec.threads,
         payload_bytes: size,
-        depth: None,
         rate: Some(args.rate),
-        warmup_s: args.run.warmup.as_secs_f64(),
-        duration_s: secs,
-        connect_s,
-        handshake_s,
-        frames: tally.replies,
-        frames_per_s: tally.replies as f64 / secs,
-        mb_per_s: tally.reply_bytes as f64 / secs / 1e6,
         sent_per_s: fanout.messages_per_s,
-        latency: tally.latency.summary(),
-        generator: GeneratorFigures::from_tally(&tally),
-        errors: Errors::from_tally(&tally),
-        cpu_percent: measured.cpu_percent,
-        server,
-        idle: None,
+        server: outcome
+            .measured
+            .server
+            .map(|s| s.per("message", fanout.messages).per("delivery", fanout.deliveries)),
         fanout: Some(fanout),
-        http: None,
+        ..report
     })
 }
 

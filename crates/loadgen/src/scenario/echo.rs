@@ -6,7 +6,7 @@
 
 use super::{Common, TimedRun};
 use crate::parse;
-use crate::report::{grouped, Errors, GeneratorFigures, Report};
+use crate::report::{grouped, Report};
 use crate::runner;
 use crate::schedule::{Pacer, Schedule};
 use crate::session::{Io, Session};
@@ -212,40 +212,15 @@ pub fn run(args: &EchoArgs) -> Result<Report, String> {
     };
     let spec = args.run.spec(args.addr, args.connections, &args.common, DRAIN)?;
     let size = args.size;
-    let mut running = runner::start(&spec, move |i| EchoSession::new(i, size, load, None))?;
-    let measured = running.measure(args.common.server_pid);
-    let connect_s = running.connect_time.as_secs_f64();
-    let mut tally = running.finish(DRAIN + Duration::from_secs(1));
-    if let Some(e) = measured.server_error {
-        tally.note(e);
-    }
-    let secs = args.run.duration.as_secs_f64();
+    let outcome = runner::start(&spec, move |i| EchoSession::new(i, size, load, None))?
+        .complete(args.common.server_pid, DRAIN + Duration::from_secs(1));
+    let report = Report::timed("echo", args.addr.to_string(), mode, &spec, &args.run, &outcome);
     Ok(Report {
-        scenario: "echo".into(),
-        target: args.addr.to_string(),
-        mode,
-        connections: args.connections,
-        connected: tally.connected,
-        threads: spec.threads,
         payload_bytes: size,
         depth: args.rate.is_none().then_some(args.depth),
         rate: args.rate,
-        warmup_s: args.run.warmup.as_secs_f64(),
-        duration_s: secs,
-        connect_s,
-        handshake_s: 0.0,
-        frames: tally.replies,
-        frames_per_s: tally.replies as f64 / secs,
-        mb_per_s: tally.reply_bytes as f64 / secs / 1e6,
-        sent_per_s: tally.sent as f64 / secs,
-        latency: tally.latency.summary(),
-        generator: GeneratorFigures::from_tally(&tally),
-        errors: Errors::from_tally(&tally),
-        cpu_percent: measured.cpu_percent,
-        server: measured.server.map(|s| s.per("frame", tally.replies)),
-        idle: None,
-        fanout: None,
-        http: None,
+        server: outcome.measured.server.map(|s| s.per("frame", outcome.tally.replies)),
+        ..report
     })
 }
 

@@ -8,7 +8,7 @@
 use super::{Common, TimedRun};
 use crate::http_response;
 use crate::parse;
-use crate::report::{grouped, Errors, GeneratorFigures, HttpFigures, Report};
+use crate::report::{grouped, HttpFigures, Report};
 use crate::runner;
 use crate::schedule::{Pacer, Schedule};
 use crate::session::{Io, Session};
@@ -251,46 +251,22 @@ pub fn run(args: &HttpArgs) -> Result<Report, String> {
     let spec = args.run.spec(url.addr, args.connections, &args.common, DRAIN)?;
     let (head, depth, bytes) = (args.method == "HEAD", args.pipeline, request.len());
     let req = request.clone();
-    let mut running = runner::start(&spec, move |i| HttpSession::new(i, req.clone(), head, depth, schedule))?;
-    let measured = running.measure(args.common.server_pid);
-    let connect_s = running.connect_time.as_secs_f64();
-    let mut tally = running.finish(DRAIN + Duration::from_secs(1));
-    if let Some(e) = measured.server_error {
-        tally.note(e);
-    }
-    let secs = args.run.duration.as_secs_f64();
+    let outcome = runner::start(&spec, move |i| HttpSession::new(i, req.clone(), head, depth, schedule))?
+        .complete(args.common.server_pid, DRAIN + Duration::from_secs(1));
+    let report = Report::timed("http", url.addr.to_string(), mode, &spec, &args.run, &outcome);
     Ok(Report {
-        scenario: "http".into(),
-        target: url.addr.to_string(),
-        mode,
-        connections: args.connections,
-        connected: tally.connected,
-        threads: spec.threads,
         payload_bytes: args.body.as_ref().map_or(0, String::len),
         depth: args.rate.is_none().then_some(depth),
         rate: args.rate,
-        warmup_s: args.run.warmup.as_secs_f64(),
-        duration_s: secs,
-        connect_s,
-        handshake_s: 0.0,
-        frames: tally.replies,
-        frames_per_s: tally.replies as f64 / secs,
-        mb_per_s: tally.reply_bytes as f64 / secs / 1e6,
-        sent_per_s: tally.sent as f64 / secs,
-        latency: tally.latency.summary(),
-        generator: GeneratorFigures::from_tally(&tally),
-        errors: Errors::from_tally(&tally),
-        cpu_percent: measured.cpu_percent,
-        server: measured.server.map(|s| s.per("request", tally.replies)),
-        idle: None,
-        fanout: None,
+        server: outcome.measured.server.map(|s| s.per("request", outcome.tally.replies)),
         http: Some(HttpFigures {
             url: args.url.clone(),
             method: args.method.clone(),
             pipeline: depth,
             request_bytes: bytes,
-            non_2xx: tally.reply_errors,
+            non_2xx: outcome.tally.reply_errors,
         }),
+        ..report
     })
 }
 
