@@ -22,6 +22,10 @@ use bytes::{Buf, BytesMut};
 use framing::{Endian, FrameConfig, FrameDecoder, FrameError};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 const HEADER: usize = 8;
 const WIDTHS: [usize; 5] = [1, 2, 3, 4, 8];
 /// Slack allowed over 2x the bytes fed, for the harness's own buffer growth.
@@ -221,18 +225,6 @@ fn model(config: &FrameConfig, stream: &[u8]) -> Model {
         rest = &rest[frame_len..];
     };
     Model { events, eof }
-}
-
-/// xorshift64*: read sizes and the peek/decode choice.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
 }
 
 /// Consumes the next model event, which must equal `got`.

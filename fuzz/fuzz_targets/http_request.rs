@@ -28,6 +28,10 @@ use http1::fuzzing::{Decoder, Reject};
 use http1::{HttpConfig, Request, Version};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 /// Statuses the adapter documents for a refused request.
 const STATUSES: [u16; 7] = [400, 413, 414, 417, 431, 501, 505];
 
@@ -84,18 +88,6 @@ struct Seen {
     version: Version,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
-}
-
-/// xorshift64*: read sizes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
 }
 
 fn run(config: &HttpConfig, stream: &[u8], chunk_seed: u8) -> Run {
