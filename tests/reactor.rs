@@ -47,6 +47,19 @@ impl FrameHandler for TestService {
                 let (handle, id) = (cx.handle(), cx.id());
                 thread::spawn(move || handle.notify(id, 7));
             }
+            b"notify-loops" => {
+                // Every loop answers this connection from on_loop_notify.
+                let me = cx.id().as_u64();
+                let loops = cx.handle().loops();
+                for l in 0..loops {
+                    if l % 2 == 0 {
+                        cx.notify_loop(l, 0, me);
+                    } else {
+                        let handle = cx.handle();
+                        thread::spawn(move || handle.notify_loop(l, 0, me));
+                    }
+                }
+            }
             b"relay" => {
                 let ids = self.conns.lock().unwrap().clone();
                 let shared = cx.encode_shared(b"relayed").unwrap();
@@ -68,6 +81,13 @@ impl FrameHandler for TestService {
 
     fn on_notify(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut (), token: u64) {
         cx.send_frame(format!("notified {token}").as_bytes()).unwrap();
+    }
+
+    fn on_loop_notify(&mut self, cx: &mut FramedContext<'_, '_>, token: u64) {
+        // No current connection: a send to "itself" goes nowhere.
+        cx.send_frame(b"lost").unwrap_or_default();
+        let frame = cx.encode_shared(format!("loop {}", cx.loop_index()).as_bytes()).unwrap();
+        cx.broadcast_encoded(&[ConnId::from_u64(token)], &frame);
     }
 
     fn on_shutdown(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut ()) {
@@ -429,6 +449,19 @@ fn timers_and_notify_call_the_handler() {
     assert_eq!(c.recv().unwrap(), b"tick 2", "the cancelled timer must not fire");
     c.send(b"notify-me");
     assert_eq!(c.recv().unwrap(), b"notified 7");
+    reactor.shutdown(DEADLINE);
+}
+
+#[test]
+fn notify_loop_reaches_the_service_on_every_loop() {
+    let (reactor, addr, _) = start_default(3);
+    let mut c = Client::connect(addr);
+    c.send(b"notify-loops");
+    let mut got: Vec<Vec<u8>> = (0..3).map(|_| c.recv().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, vec![b"loop 0".to_vec(), b"loop 1".to_vec(), b"loop 2".to_vec()]);
+    c.send(b"ping");
+    assert_eq!(c.recv().unwrap(), b"ping", "nothing else was sent, \"lost\" least of all");
     reactor.shutdown(DEADLINE);
 }
 

@@ -117,6 +117,14 @@ pub trait HttpHandler: Send + 'static {
         wake.is_final().then(|| Response::text(503, "service unavailable\n"))
     }
 
+    /// `notify_loop(loop, service, token)` reached this service on this
+    /// loop: work for the loop rather than for one request (see
+    /// [`reactor::Handler::on_loop_notify`]). The context has no current
+    /// connection.
+    fn on_loop_notify(&mut self, cx: &mut HttpContext<'_, '_>, token: u64) {
+        let _ = (cx, token);
+    }
+
     /// The connection closed while a response was pending (the client went
     /// away): drop whatever refers to it, e.g. a waiter registration.
     fn on_cancel(&mut self, cx: &mut HttpContext<'_, '_>, req: &Request, pending: Self::Pending) {

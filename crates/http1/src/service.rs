@@ -368,6 +368,10 @@ impl<H: HttpHandler> Handler for HttpService<H> {
         self.wake(cx, conn, Wake::Notify(token));
     }
 
+    fn on_loop_notify(&mut self, cx: &mut Context<'_>, token: u64) {
+        self.handler.on_loop_notify(&mut HttpContext::new(cx), token);
+    }
+
     fn on_shutdown(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn) {
         self.wake(cx, conn, Wake::Shutdown);
     }

@@ -163,6 +163,14 @@ impl<'a> Context<'a> {
         self.core.route(Outgoing::Notify(id, token));
     }
 
+    /// Calls `on_loop_notify(token)` on service `service`'s handler on loop
+    /// `loop_index` (this loop included: then it runs after this callback
+    /// returns). Notifies to another loop leave at the end of this loop's
+    /// turn, in order with this loop's other sends to that loop.
+    pub fn notify_loop(&mut self, loop_index: usize, service: usize, token: u64) {
+        self.core.route(Outgoing::NotifyLoop(loop_index, service, token));
+    }
+
     /// Closes the current connection once its queued output is written.
     pub fn close(&mut self) {
         self.close_with(CloseReason::Local);

@@ -22,6 +22,8 @@ pub(crate) enum Outgoing {
     Broadcast(Vec<ConnId>, Bytes),
     Close(ConnId),
     Notify(ConnId, u64),
+    /// `on_loop_notify` of a service on a loop: (loop, service, token).
+    NotifyLoop(usize, usize, u64),
 }
 
 impl Outgoing {
@@ -30,6 +32,7 @@ impl Outgoing {
         match self {
             Outgoing::Send(id, _) | Outgoing::Close(id) | Outgoing::Notify(id, _) => Some(id.loop_index()),
             Outgoing::Broadcast(ids, _) => ids.first().map(|id| id.loop_index()),
+            Outgoing::NotifyLoop(target, _, _) => Some(*target),
         }
     }
 }
@@ -41,6 +44,7 @@ impl From<Outgoing> for Command {
             Outgoing::Broadcast(ids, data) => Command::Broadcast(ids, data),
             Outgoing::Close(id) => Command::Close(id),
             Outgoing::Notify(id, token) => Command::Notify(id, token),
+            Outgoing::NotifyLoop(_, service, token) => Command::NotifyLoop(service, token),
         }
     }
 }

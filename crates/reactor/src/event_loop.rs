@@ -72,6 +72,11 @@ fn drain_outbox(core: &mut LoopCore, drivers: &mut [Box<dyn Driver>]) {
                         d.notify(core, id, token);
                     }
                 }
+                Outgoing::NotifyLoop(_, service, token) => {
+                    if let Some(d) = drivers.get_mut(service) {
+                        d.notify_loop(core, token);
+                    }
+                }
             }
         }
         core.spare_outbox = work;
@@ -236,6 +241,11 @@ impl EventLoop {
             Command::Notify(id, token) => {
                 if let Some(d) = self.drivers.get_mut(id.service()) {
                     d.notify(core, id, token);
+                }
+            }
+            Command::NotifyLoop(service, token) => {
+                if let Some(d) = self.drivers.get_mut(service) {
+                    d.notify_loop(core, token);
                 }
             }
             Command::Adopt { service, stream, peer } => match self.drivers.get_mut(service) {

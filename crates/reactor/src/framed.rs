@@ -53,6 +53,11 @@ pub trait FrameHandler: Send + 'static {
         let _ = (cx, conn);
     }
 
+    /// See [`Handler::on_loop_notify`].
+    fn on_loop_notify(&mut self, cx: &mut FramedContext<'_, '_>, token: u64) {
+        let _ = (cx, token);
+    }
+
     /// See [`Handler::on_shutdown`].
     fn on_shutdown(&mut self, cx: &mut FramedContext<'_, '_>, conn: &mut Self::Conn) {
         let _ = (cx, conn);
@@ -268,6 +273,10 @@ impl<H: FrameHandler> Handler for Framed<H> {
 
     fn on_drained(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn) {
         self.inner.on_drained(&mut FramedContext { cx, config: &self.config }, &mut conn.inner);
+    }
+
+    fn on_loop_notify(&mut self, cx: &mut Context<'_>, token: u64) {
+        self.inner.on_loop_notify(&mut FramedContext { cx, config: &self.config }, token);
     }
 
     fn on_shutdown(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn) {

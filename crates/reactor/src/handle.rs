@@ -19,6 +19,8 @@ pub(crate) enum Command {
     Broadcast(Vec<ConnId>, Bytes),
     Close(ConnId),
     Notify(ConnId, u64),
+    /// `on_loop_notify(token)` for a service's handler on the receiving loop.
+    NotifyLoop(usize, u64),
     /// A connection accepted by another loop, handed over to this one.
     Adopt {
         service: usize,
@@ -125,6 +127,14 @@ impl ReactorHandle {
     /// Calls the handler's `on_notify(token)` for connection `id`.
     pub fn notify(&self, id: ConnId, token: u64) -> bool {
         self.post(id.loop_index(), Command::Notify(id, token))
+    }
+
+    /// Calls `on_loop_notify(token)` on service `service`'s handler on loop
+    /// `loop_index`: work for a loop rather than for one connection (say,
+    /// "deliver what is new in this room to your members"). Returns false if
+    /// there is no such loop or it has exited. Safe from any thread.
+    pub fn notify_loop(&self, loop_index: usize, service: usize, token: u64) -> bool {
+        self.post(loop_index, Command::NotifyLoop(service, token))
     }
 
     /// Index of the service called `name`.

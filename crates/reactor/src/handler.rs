@@ -42,6 +42,14 @@ pub trait Handler: Send + 'static {
         let _ = (cx, conn, token);
     }
 
+    /// `notify_loop(loop, service, token)` reached this service's handler on
+    /// this loop: work for the loop rather than for one connection. The
+    /// context has no current connection (sends to "itself" are dropped) but
+    /// reaches every connection by id.
+    fn on_loop_notify(&mut self, cx: &mut Context<'_>, token: u64) {
+        let _ = (cx, token);
+    }
+
     /// The peer closed its side of the connection (EOF): nothing more will
     /// be read. Bytes left unconsumed in `input` are an incomplete message.
     /// Return true (the default) to close once queued output is written;

@@ -72,6 +72,12 @@ impl ConnId {
         mio::Token(self.0 as usize)
     }
 
+    /// The id a context carries when it has no current connection (in
+    /// `on_loop_notify`): it names no connection, so sends to it are dropped.
+    pub(crate) fn none(loop_index: usize, service: usize) -> ConnId {
+        ConnId::new(loop_index, service, 0, MAX_SLOTS)
+    }
+
     /// Token of a service's listener on a loop: the reserved all-ones slot.
     pub(crate) fn listener_token(loop_index: usize, service: usize) -> mio::Token {
         ConnId::new(loop_index, service, 0, MAX_SLOTS).token()

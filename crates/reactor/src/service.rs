@@ -36,6 +36,7 @@ pub(crate) trait Driver {
     fn deliver(&mut self, core: &mut LoopCore, id: ConnId, data: &Bytes);
     fn close(&mut self, core: &mut LoopCore, id: ConnId);
     fn notify(&mut self, core: &mut LoopCore, id: ConnId, token: u64);
+    fn notify_loop(&mut self, core: &mut LoopCore, token: u64);
     fn timer(&mut self, core: &mut LoopCore, id: ConnId, kind: TimerKind);
     fn flush(&mut self, core: &mut LoopCore, id: ConnId);
     fn shutdown(&mut self, core: &mut LoopCore);
@@ -446,6 +447,15 @@ impl<H: Handler> Driver for ServiceLoop<H> {
     fn notify(&mut self, core: &mut LoopCore, id: ConnId, token: u64) {
         let Some(slot) = self.slot_of(id) else { return };
         self.callback(core, slot, |h, cx, s| h.on_notify(cx, s, token));
+    }
+
+    fn notify_loop(&mut self, core: &mut LoopCore, token: u64) {
+        let handler = &mut self.handler;
+        let none = ConnId::none(core.index, self.index);
+        if let Err(msg) = guarded(|| handler.on_loop_notify(&mut Context::new(core, None, none), token)) {
+            Counters::add(&self.counters(core).panics, 1);
+            log::error!("{}: on_loop_notify panicked: {msg}", self.config.name);
+        }
     }
 
     fn timer(&mut self, core: &mut LoopCore, id: ConnId, kind: TimerKind) {
