@@ -121,6 +121,11 @@ impl<'a> Context<'a> {
         self.broadcast_filtered(ids, data, Some(self.id))
     }
 
+    /// Like [`Context::broadcast`], skipping `skip` if it is among `ids`.
+    pub fn broadcast_except(&mut self, ids: &[ConnId], data: &Bytes, skip: Option<ConnId>) -> usize {
+        self.broadcast_filtered(ids, data, skip)
+    }
+
     fn broadcast_filtered(&mut self, ids: &[ConnId], data: &Bytes, skip: Option<ConnId>) -> usize {
         let here = self.core.index;
         let loops = self.core.remote.len();
