@@ -58,6 +58,10 @@ max_connections = 5000
 history_len = 100
 [http]
 listen = ["127.0.0.1:$HTTP_PORT"]
+[store]
+# The durable room log: every message fsynced (in batches) before delivery.
+data_dir = "$work/data"
+fsync = "always"
 TOML
 
 ./target/release/chat-server -c "$work/soak.toml" 2> "$out/server.log" &

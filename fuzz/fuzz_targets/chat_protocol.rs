@@ -122,8 +122,8 @@ fn check_push_shortcuts(push: &PushRef<'_>, data: &[u8]) {
     assert_eq!(push.encoded_len(), data.len(), "PushRef::encoded_len");
     let mut out = BytesMut::new();
     match *push {
-        PushRef::Message { room, id, ts_us, from, text, history } => {
-            Push::encode_message(room, id, ts_us, from, text, history, &mut out)
+        PushRef::Message { room, id, ts_us, offset, from, text, history } => {
+            Push::encode_message(room, id, ts_us, offset, from, text, history, &mut out)
         }
         PushRef::Direct { id, ts_us, from, text } => Push::encode_direct(id, ts_us, from, text, &mut out),
         _ => return,

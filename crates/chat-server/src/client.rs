@@ -67,7 +67,8 @@ use bytes::BytesMut;
 use framing::{FrameConfig, FrameDecoder};
 
 use crate::protocol::{
-    ClientFrameRef, OkBody, Push, Reply, RequestRef, RoomInfo, ServerFrame, ServerLimits, PROTOCOL_VERSION,
+    ClientFrameRef, OkBody, Position, Push, Reply, RequestRef, RoomInfo, ServerFrame, ServerLimits,
+    PROTOCOL_VERSION,
 };
 
 mod error;
@@ -93,6 +94,20 @@ pub struct Joined {
     pub members: u32,
     /// The room's history replayed by the server, oldest first.
     pub history: Vec<HistoryMessage>,
+    /// The room log's epoch.
+    pub epoch: u64,
+    /// Offset of the room's latest message when the client joined.
+    pub last_offset: u64,
+    /// The join resumed: `history` is exactly what followed the position
+    /// given to [`ChatClient::join_from`].
+    pub recovered: bool,
+}
+
+impl Joined {
+    /// The position after the history: where live messages continue.
+    pub fn position(&self) -> Position {
+        Position { epoch: self.epoch, offset: self.last_offset }
+    }
 }
 
 /// A message of a room's history, replayed after a join.
@@ -102,6 +117,8 @@ pub struct HistoryMessage {
     pub id: u64,
     /// Server timestamp, unix microseconds.
     pub ts_us: u64,
+    /// Offset in the room's log.
+    pub offset: u64,
     /// Sender nickname.
     pub from: String,
     /// Message text.
@@ -115,6 +132,8 @@ pub struct Sent {
     pub id: u64,
     /// Server timestamp, unix microseconds.
     pub ts_us: u64,
+    /// Offset in the room's log (0 for a direct message).
+    pub offset: u64,
 }
 
 /// The write half shared by a [`ChatClient`] and its [`ChatSender`]s.
@@ -287,19 +306,36 @@ impl ChatClient {
     /// Joins `room` (created if needed) and collects the history messages
     /// that the server replays right after its reply.
     pub fn join(&mut self, room: &str) -> Result<Joined, ClientError> {
-        let (members, count) = match self.call(RequestRef::Join { room })? {
-            OkBody::Joined { members, history } => (members, history),
-            other => return Err(unexpected("Joined", &other)),
-        };
+        self.join_from(room, None)
+    }
+
+    /// Joins `room` resuming from `position` (the last message seen there,
+    /// e.g. before a reconnect): the history is then exactly the messages
+    /// after it when the server can recover them ([`Joined::recovered`]),
+    /// else the recent history.
+    pub fn join_from(&mut self, room: &str, position: Option<Position>) -> Result<Joined, ClientError> {
+        let (members, count, epoch, last_offset, recovered) =
+            match self.call(RequestRef::Join { room, resume: position })? {
+                OkBody::Joined { members, history, epoch, last_offset, recovered } => {
+                    (members, history, epoch, last_offset, recovered)
+                }
+                other => return Err(unexpected("Joined", &other)),
+            };
         // `count` comes from the server: don't let it size the allocation.
         let mut history = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(1024));
         for n in 1..=count {
             // The protocol puts nothing between the reply and the history.
             match self.read_frame()? {
-                ServerFrame::Push(Push::Message { room: r, id, ts_us, from, text, history: true })
-                    if r == room =>
-                {
-                    history.push(HistoryMessage { id, ts_us, from, text });
+                ServerFrame::Push(Push::Message {
+                    room: r,
+                    id,
+                    ts_us,
+                    offset,
+                    from,
+                    text,
+                    history: true,
+                }) if r == room => {
+                    history.push(HistoryMessage { id, ts_us, offset, from, text });
                 }
                 other => {
                     let what =
@@ -309,7 +345,7 @@ impl ChatClient {
                 }
             }
         }
-        Ok(Joined { members, history })
+        Ok(Joined { members, history, epoch, last_offset, recovered })
     }
 
     /// Leaves `room`.
@@ -333,7 +369,7 @@ impl ChatClient {
 
     fn call_sent(&mut self, request: RequestRef<'_>) -> Result<Sent, ClientError> {
         match self.call(request)? {
-            OkBody::Sent { id, ts_us } => Ok(Sent { id, ts_us }),
+            OkBody::Sent { id, ts_us, offset } => Ok(Sent { id, ts_us, offset }),
             other => Err(unexpected("Sent", &other)),
         }
     }
@@ -582,5 +618,6 @@ fn kind(frame: &ServerFrame) -> &'static str {
         ServerFrame::Push(Push::Ping { .. }) => "a server ping",
         ServerFrame::Push(Push::GoingAway { .. }) => "a going-away push",
         ServerFrame::Push(Push::Error { .. }) => "an error push",
+        ServerFrame::Push(Push::MemberCount { .. }) => "a member count",
     }
 }

@@ -37,6 +37,86 @@ pub struct Config {
     /// The chat over HTTP.
     #[serde(default)]
     pub http: HttpApiConfig,
+    /// The room log.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// When a stored message is made durable.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Before it is acknowledged or delivered (one fsync per batch).
+    Always,
+    /// Within `fsync_interval_ms`; delivered and acknowledged at once.
+    Interval,
+}
+
+/// The `[store]` table: where room logs are kept.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory of the room log; "" for the default (printed at start),
+    /// "none" or ":memory:" to keep everything in memory.
+    pub data_dir: String,
+    /// "always" or "interval".
+    pub fsync: Fsync,
+    /// Longest time a message stays written but not durable, with
+    /// `fsync = "interval"`, in milliseconds.
+    pub fsync_interval_ms: u64,
+    /// Messages kept per room in the log.
+    pub retain_messages: u64,
+    /// Most messages a resume replays.
+    pub recover_limit: u32,
+    /// Memory for the log's page cache, in bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            data_dir: String::new(),
+            fsync: Fsync::Always,
+            fsync_interval_ms: 200,
+            retain_messages: 10_000,
+            recover_limit: 1_000,
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Where the room log lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataDir {
+    /// Nothing survives the process.
+    Memory,
+    /// A directory.
+    Path(std::path::PathBuf),
+}
+
+impl StoreConfig {
+    /// The data directory this config names: `data_dir`, or the default
+    /// (`$XDG_DATA_HOME/chat-server`, `$HOME/.local/share/chat-server`, or
+    /// `./chat-data` without a home).
+    pub fn data_dir(&self) -> DataDir {
+        match self.data_dir.as_str() {
+            "none" | ":memory:" => DataDir::Memory,
+            "" => {
+                let base = std::env::var_os("XDG_DATA_HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(std::path::PathBuf::from)
+                    .or_else(|| {
+                        std::env::var_os("HOME")
+                            .filter(|v| !v.is_empty())
+                            .map(|h| std::path::PathBuf::from(h).join(".local/share"))
+                    });
+                DataDir::Path(
+                    base.map_or_else(|| std::path::PathBuf::from("chat-data"), |b| b.join("chat-server")),
+                )
+            }
+            dir => DataDir::Path(std::path::PathBuf::from(dir)),
+        }
+    }
 }
 
 /// The `[http]` table: the chat over HTTP/1.1, on listeners of its own.
@@ -91,8 +171,16 @@ pub struct ChatConfig {
     pub max_rooms_per_user: u32,
     /// Members one room may have.
     pub max_members_per_room: u32,
-    /// Rooms the server holds at most (rooms persist with their history).
+    /// Rooms held in memory at most (rooms without members leave memory;
+    /// their log stays).
     pub max_rooms: usize,
+    /// New rooms one connection may create per minute.
+    pub room_creations_per_minute: u32,
+    /// Rooms with more members get a member count (at most once a second)
+    /// instead of a presence event per join and leave.
+    pub presence_max_members: usize,
+    /// Bytes of recent messages kept in memory per room.
+    pub room_tail_bytes: usize,
     /// Messages kept per room and replayed on join.
     pub history_len: u32,
     /// Silence after which a connection is closed, in milliseconds.
@@ -121,6 +209,9 @@ impl Default for ChatConfig {
             max_rooms_per_user: limits.max_rooms_per_user,
             max_members_per_room: limits.max_members_per_room,
             max_rooms: 10_000,
+            room_creations_per_minute: 20,
+            presence_max_members: 200,
+            room_tail_bytes: 1 << 20,
             history_len: limits.history_len,
             idle_timeout_ms: limits.idle_timeout_ms,
             ping_interval_ms: crate::protocol::DEFAULT_PING_INTERVAL_MS,
@@ -242,6 +333,22 @@ impl Config {
                 "chat.max_write_queue: {} must hold at least two maximal frames (2 × chat.max_payload = {})",
                 c.max_write_queue,
                 u64::from(c.max_payload) * 2
+            ));
+        }
+        let st = &self.store;
+        if st.fsync_interval_ms == 0 || st.fsync_interval_ms > 60_000 {
+            return Err(format!("store.fsync_interval_ms: {} is outside 1..=60000", st.fsync_interval_ms));
+        }
+        if st.retain_messages == 0 {
+            return Err("store.retain_messages: must be greater than 0".into());
+        }
+        if st.cache_bytes < 1 << 20 {
+            return Err(format!("store.cache_bytes: {} is below 1 MiB", st.cache_bytes));
+        }
+        if c.room_tail_bytes < c.max_payload as usize {
+            return Err(format!(
+                "chat.room_tail_bytes: {} must hold at least one maximal message (chat.max_payload = {})",
+                c.room_tail_bytes, c.max_payload
             ));
         }
         let h = &self.http;

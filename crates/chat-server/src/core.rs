@@ -1,15 +1,19 @@
-//! The chat state every event loop shares: users, rooms, history, and the
-//! settings a reload swaps. Sessions (one per connection, on its loop) call
-//! into it; it sends through the caller's reactor context, so the same core
-//! serves any front end that runs on the reactor.
+//! The chat state every event loop shares: users, the rooms in memory, the
+//! room log, and the settings a reload swaps. Sessions (one per connection,
+//! on its loop) and the HTTP door call into it; it sends through the
+//! caller's reactor context. Room logic proper (order, membership, history,
+//! resume) is the I/O-free `room.rs`; this file is the driver around it.
 
-use crate::protocol::{ErrorCode, PresenceKind, Push, PushRef, RoomInfo, ServerLimits};
-use bytes::Bytes;
-use bytes::{BufMut, BytesMut};
-use reactor::{ConnId, Context};
-use std::collections::{HashMap, VecDeque};
+use crate::delivery::{deliver, Delivery, Waker};
+use crate::protocol::{ErrorCode, Position, PresenceKind, PushRef, RoomInfo, ServerLimits};
+use crate::room::{Event, HistoryPlan, RoomState};
+use crate::store::{new_epoch, Append, Committed, Entry, FsyncPolicy, LogWriter, RoomLog};
+use bytes::{Bytes, BytesMut};
+use framing::FrameConfig;
+use reactor::{ConnId, Context, ReactorHandle};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What sessions need of the configuration; replaced whole on reload.
@@ -19,58 +23,37 @@ pub struct Settings {
     pub limits: ServerLimits,
     /// Shared secret required at login, if any.
     pub token: Option<String>,
-    /// Most rooms the server holds.
+    /// Most rooms held in memory at once (rooms without members, waiters
+    /// or writes in flight leave memory; their log stays).
     pub max_rooms: usize,
     /// Silence after which the server pings a client.
     pub ping_interval: Duration,
+    /// Rooms with more members get member-count pushes (at most one a
+    /// second) instead of a presence event per join and leave.
+    pub presence_max_members: usize,
+    /// New rooms (not in memory nor in the log) one connection may create
+    /// per minute.
+    pub room_creations_per_minute: u32,
+    /// Most messages a resume replays; further behind is "not recovered".
+    pub recover_limit: usize,
+    /// Bytes of recent messages kept in memory per room.
+    pub tail_bytes: usize,
+    /// Messages the log keeps per room (a resume older than that is not
+    /// recovered).
+    pub retain_messages: u64,
 }
 
-/// A message kept in a room's history.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredMessage {
-    /// Server-assigned id (global, increasing).
-    pub id: u64,
-    /// Server timestamp, unix microseconds.
-    pub ts_us: u64,
-    /// Sender's nickname.
-    pub from: Arc<str>,
-    /// Text.
-    pub text: Arc<str>,
-}
-
-/// One room: members (ids and nicknames side by side, so the ids can be
-/// broadcast to as one slice), recent history, and the connections waiting
-/// for its next message (HTTP long polls). Rooms persist once created, so
-/// that history outlives membership; the server holds at most
-/// `max_rooms`.
+/// A room in memory: its name and its locked state.
 pub struct Room {
-    name: Arc<str>,
-    ids: Vec<ConnId>,
-    nicks: Vec<Arc<str>>,
-    history: VecDeque<StoredMessage>,
-    waiters: Vec<ConnId>,
-}
-
-impl Room {
     /// The room's name.
-    pub fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    /// Members' connection ids.
-    pub fn member_ids(&self) -> &[ConnId] {
-        &self.ids
-    }
-
-    /// Recent messages, oldest first.
-    pub fn history(&self) -> &VecDeque<StoredMessage> {
-        &self.history
-    }
+    pub name: Arc<str>,
+    /// Everything else, under the room's lock.
+    pub state: Mutex<RoomState>,
 }
 
 /// A room handle a session keeps for each room it is in, so that posting
 /// takes no global lock.
-pub type RoomRef = Arc<Mutex<Room>>;
+pub type RoomRef = Arc<Room>;
 
 /// Locks a mutex, recovering from poisoning: a panicking handler closes its
 /// own connection but must not take the chat down with it.
@@ -89,33 +72,159 @@ pub struct Joined {
     pub room: RoomRef,
     /// Members including the joiner.
     pub members: u32,
+    /// The room log's epoch and latest offset.
+    pub epoch: u64,
+    /// Offset of the latest message.
+    pub last_offset: u64,
+    /// The history is exactly what followed the client's position.
+    pub recovered: bool,
     /// History to replay, oldest first.
-    pub history: Vec<StoredMessage>,
+    pub history: Vec<Arc<Entry>>,
 }
 
-/// Users, rooms and settings shared by every loop.
+/// A message accepted into a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Posted {
+    /// Message id.
+    pub id: u64,
+    /// Server timestamp.
+    pub ts_us: u64,
+    /// Offset in the room's log.
+    pub offset: u64,
+    /// Stored as the fsync policy requires already (`false`: the sender
+    /// is notified with its token once it is).
+    pub stored: bool,
+}
+
+/// Where the log writer reports a message stored (fsync "always"): a
+/// `notify(conn, token)` with [`ACK_FAILED`] set if it was not.
+#[derive(Clone, Copy, Debug)]
+pub struct AckTo {
+    /// The sender's connection.
+    pub conn: ConnId,
+    /// Its token (the session's sequence number of the message).
+    pub token: u64,
+}
+
+/// Bit set in a notify token that acknowledges a message.
+pub const ACK: u64 = 1 << 63;
+/// Bit set (with [`ACK`]) when the message could not be stored.
+pub const ACK_FAILED: u64 = 1 << 62;
+
+/// What the writer gets with each append.
+pub struct AppendToken {
+    room: RoomRef,
+    ack: Option<AckTo>,
+}
+
+/// A room's messages after a position, for the HTTP door.
+pub struct Page {
+    /// The room's epoch.
+    pub epoch: u64,
+    /// Offset of the room's latest message: the position to poll from next
+    /// when `messages` is empty.
+    pub last_offset: u64,
+    /// Messages, oldest first.
+    pub messages: Vec<Arc<Entry>>,
+}
+
+/// Users, rooms, the room log and settings shared by every loop.
 pub struct ChatCore {
     settings: RwLock<Arc<Settings>>,
     generation: AtomicU64,
     max_payload: AtomicU32,
     users: Mutex<HashMap<Arc<str>, ConnId>>,
     rooms: Mutex<HashMap<Arc<str>, RoomRef>>,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
     going_away: Mutex<(String, u32)>,
+    frames: FrameConfig,
+    log: Arc<dyn RoomLog>,
+    policy: FsyncPolicy,
+    writer: OnceLock<LogWriter<AppendToken>>,
+    delivery: Delivery,
+    /// Rooms whose member count changed, for the next count push.
+    counts: Mutex<Vec<RoomRef>>,
 }
 
+/// Appends the room log's writer queue holds at most.
+const WRITER_QUEUE: usize = 65_536;
+/// Room names a room list reads from the log at most.
+const MAX_LISTED: usize = 10_000;
+
 impl ChatCore {
-    /// A core with no users or rooms.
-    pub fn new(settings: Settings) -> ChatCore {
-        ChatCore {
+    /// A core with no users, on `log`, for a reactor of `loops` event loops
+    /// whose service `service` delivers room streams. Call
+    /// [`ChatCore::attach`] once the reactor is built.
+    pub fn new(
+        settings: Settings,
+        frames: FrameConfig,
+        log: Arc<dyn RoomLog>,
+        policy: FsyncPolicy,
+        loops: usize,
+        service: usize,
+    ) -> Arc<ChatCore> {
+        Arc::new(ChatCore {
             max_payload: AtomicU32::new(settings.limits.max_payload),
             settings: RwLock::new(Arc::new(settings)),
             generation: AtomicU64::new(0),
             users: Mutex::new(HashMap::new()),
             rooms: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
+            next_id: Arc::new(AtomicU64::new(log.first_id())),
             going_away: Mutex::new(("server shutting down".to_string(), 0)),
+            frames,
+            log,
+            policy,
+            writer: OnceLock::new(),
+            delivery: Delivery::new(loops, service),
+            counts: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Starts the log writer and the member-count ticker, reaching the
+    /// loops through `handle`.
+    pub fn attach(self: &Arc<ChatCore>, handle: ReactorHandle) -> std::io::Result<()> {
+        self.delivery.attach(handle);
+        let weak = Arc::downgrade(self);
+        let (writer, _thread) =
+            LogWriter::start(self.log.clone(), self.policy, WRITER_QUEUE, self.next_id.clone(), move |c| {
+                if let Some(core) = weak.upgrade() {
+                    core.committed(c);
+                }
+            })?;
+        let _ = self.writer.set(writer);
+        let weak: Weak<ChatCore> = Arc::downgrade(self);
+        std::thread::Builder::new().name("room-counts".into()).spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            match weak.upgrade() {
+                Some(core) => core.push_counts(),
+                None => return,
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Writes what is queued and closes the room log, releasing it for a
+    /// successor; later messages get `StoreFailed`.
+    pub fn close_log(&self) -> Result<(), String> {
+        match self.writer.get() {
+            Some(w) => w.close().map_err(|e| e.to_string()),
+            None => self.log.close(self.next_id.load(Ordering::Acquire)).map_err(|e| e.to_string()),
         }
+    }
+
+    /// Waits until every message so far is durable.
+    pub fn sync_log(&self) -> Result<(), String> {
+        self.writer.get().map_or(Ok(()), |w| w.sync().map_err(|e| e.to_string()))
+    }
+
+    /// The room log's writer counters (appends, commits, fsyncs, failures).
+    pub fn log_stats(&self) -> Option<&crate::store::WriterStats> {
+        self.writer.get().map(|w| w.stats())
+    }
+
+    /// Where the room log lives.
+    pub fn log_description(&self) -> String {
+        self.log.describe()
     }
 
     /// What clients are told when the server goes away: a reason and a
@@ -182,216 +291,461 @@ impl ChatCore {
 
     /// A new message id and timestamp.
     fn stamp(&self) -> (u64, u64) {
-        (self.next_id.fetch_add(1, Ordering::Relaxed), now_us())
+        (self.next_id.fetch_add(1, Ordering::AcqRel), now_us())
     }
 
-    /// The room called `name`, created if the server has room for it.
-    fn room_or_create(
-        &self,
-        rooms: &mut HashMap<Arc<str>, RoomRef>,
-        name: &str,
-    ) -> Result<RoomRef, ErrorCode> {
-        if let Some(room) = rooms.get(name) {
-            return Ok(room.clone());
+    /// The room called `name`, loaded from the log if it is not in memory.
+    /// `may_create`: a room neither in memory nor in the log is created
+    /// (else `UnknownRoom`). The second value says whether it was created.
+    pub fn room_for(&self, name: &str, may_create: bool) -> Result<(RoomRef, bool), ErrorCode> {
+        if let Some(room) = lock(&self.rooms).get(name) {
+            return Ok((room.clone(), false));
         }
-        if rooms.len() >= self.settings().max_rooms {
+        // Read the log without holding the room map.
+        let meta = self.log.room(name).map_err(|e| {
+            log::error!("room log: cannot read room {name}: {e}");
+            ErrorCode::StoreFailed
+        })?;
+        if meta.is_none() && !may_create {
+            return Err(ErrorCode::UnknownRoom);
+        }
+        let settings = self.settings();
+        let tail = match meta {
+            Some(_) => self.log.read_last(name, settings.limits.history_len as usize).map_err(|e| {
+                log::error!("room log: cannot read room {name}: {e}");
+                ErrorCode::StoreFailed
+            })?,
+            None => Vec::new(),
+        };
+        let mut rooms = lock(&self.rooms);
+        if let Some(room) = rooms.get(name) {
+            return Ok((room.clone(), false));
+        }
+        if rooms.len() >= settings.max_rooms {
             return Err(ErrorCode::TooManyRooms);
         }
         let name: Arc<str> = Arc::from(name);
-        let room = Arc::new(Mutex::new(Room {
-            name: name.clone(),
-            ids: Vec::new(),
-            nicks: Vec::new(),
-            history: VecDeque::new(),
-            waiters: Vec::new(),
-        }));
+        let mut st = RoomState::new(name.clone(), meta, new_epoch(), tail, self.delivery.loops());
+        st.stored = meta.is_some();
+        let room = Arc::new(Room { name: name.clone(), state: Mutex::new(st) });
         rooms.insert(name, room.clone());
-        Ok(room)
+        Ok((room, meta.is_none()))
     }
 
-    /// Adds a member to a room, creating it, and tells the other members.
-    pub fn join(&self, cx: &mut Context<'_>, room_name: &str, nick: &Arc<str>) -> Result<Joined, ErrorCode> {
-        let limits = self.settings().limits;
-        // Lock order everywhere: the room map, then a room.
+    /// Drops a room from memory if nothing keeps it there.
+    pub fn release(&self, room: &RoomRef) {
         let mut rooms = lock(&self.rooms);
-        let room = self.room_or_create(&mut rooms, room_name)?;
-        let mut r = lock(&room);
-        if r.ids.contains(&cx.id()) {
-            return Err(ErrorCode::AlreadyMember);
+        let mut st = lock(&room.state);
+        if st.is_idle() && !st.evicted {
+            st.evicted = true;
+            rooms.remove(&room.name);
         }
-        if r.ids.len() >= limits.max_members_per_room as usize {
-            return Err(ErrorCode::RoomFull);
+    }
+
+    /// Adds the current connection to a room (loaded or created), tells
+    /// the other members, and returns what the joiner gets: exactly the
+    /// messages after `resume` when they can be recovered, else the recent
+    /// history.
+    pub fn join(
+        &self,
+        cx: &mut Context<'_>,
+        name: &str,
+        nick: &Arc<str>,
+        resume: Option<Position>,
+        may_create: bool,
+    ) -> Result<(Joined, bool), ErrorCode> {
+        let settings = self.settings();
+        let l = cx.loop_index();
+        loop {
+            let (room, created) = self.room_for(name, may_create)?;
+            let mut st = lock(&room.state);
+            if st.evicted {
+                continue;
+            }
+            if st.is_member(cx.id()) {
+                return Err(ErrorCode::AlreadyMember);
+            }
+            if st.member_count() >= settings.limits.max_members_per_room as usize {
+                drop(st);
+                self.release(&room);
+                return Err(ErrorCode::RoomFull);
+            }
+            // This loop's members get what came before the joiner first.
+            deliver(cx, &mut st, l);
+            if st.member_count() < settings.presence_max_members {
+                let push = PushRef::Presence { room: name, nick, kind: PresenceKind::Joined };
+                if let Some(frame) = self.frame(push) {
+                    st.push(Event { frame, skip: None });
+                    deliver(cx, &mut st, l);
+                    self.delivery.schedule(&room, &mut st, &mut Waker::Context(cx));
+                }
+            } else {
+                self.count_changed(&room, &mut st);
+            }
+            st.add_member(cx.id(), nick.clone());
+            let history =
+                match st.history(resume, settings.limits.history_len as usize, settings.recover_limit) {
+                    HistoryPlan::Tail { entries, recovered } => Some((entries, recovered)),
+                    HistoryPlan::FromLog { after, limit } => match self.log.read(name, after, limit) {
+                        Ok(list) => Some((list.into_iter().map(Arc::new).collect(), true)),
+                        Err(e) => {
+                            log::error!("room log: cannot read room {name}: {e}");
+                            None
+                        }
+                    },
+                };
+            let (history, recovered) = match history {
+                Some(h) => h,
+                None => match st.history(None, settings.limits.history_len as usize, 0) {
+                    HistoryPlan::Tail { entries, .. } => (entries, false),
+                    HistoryPlan::FromLog { .. } => (Vec::new(), false),
+                },
+            };
+            let joined = Joined {
+                members: st.member_count() as u32,
+                epoch: st.epoch(),
+                last_offset: st.last_offset(),
+                recovered,
+                history,
+                room: room.clone(),
+            };
+            return Ok((joined, created));
         }
-        if let Some(frame) =
-            self.frame(PushRef::Presence { room: room_name, nick, kind: PresenceKind::Joined })
-        {
-            let sent = cx.broadcast(&r.ids, &frame);
-            cx.count_frames_out(sent as u64);
-        }
-        r.ids.push(cx.id());
-        r.nicks.push(nick.clone());
-        let members = r.ids.len() as u32;
-        let skip = r.history.len().saturating_sub(limits.history_len as usize);
-        let history = r.history.iter().skip(skip).cloned().collect();
-        drop(r);
-        drop(rooms);
-        Ok(Joined { room, members, history })
     }
 
     /// Removes the current connection from a room and tells the others.
-    pub fn leave(&self, cx: &mut Context<'_>, room_name: &str, nick: &str) -> Result<(), ErrorCode> {
-        let id = cx.id();
-        let room = self.room(room_name).ok_or(ErrorCode::UnknownRoom)?;
-        let mut r = lock(&room);
-        let i = r.ids.iter().position(|&m| m == id).ok_or(ErrorCode::NotMember)?;
-        r.ids.swap_remove(i);
-        r.nicks.swap_remove(i);
-        if let Some(frame) = self.frame(PushRef::Presence { room: room_name, nick, kind: PresenceKind::Left })
-        {
-            let sent = cx.broadcast(&r.ids, &frame);
-            cx.count_frames_out(sent as u64);
+    pub fn leave(&self, cx: &mut Context<'_>, room: &RoomRef) -> Result<(), ErrorCode> {
+        let settings = self.settings();
+        let l = cx.loop_index();
+        let mut st = lock(&room.state);
+        // The leaver gets everything published while it was a member.
+        deliver(cx, &mut st, l);
+        let nick = st.remove_member(cx.id()).ok_or(ErrorCode::NotMember)?;
+        if st.member_count() < settings.presence_max_members {
+            let push = PushRef::Presence { room: &room.name, nick: &nick, kind: PresenceKind::Left };
+            if let Some(frame) = self.frame(push) {
+                st.push(Event { frame, skip: None });
+                deliver(cx, &mut st, l);
+                self.delivery.schedule(room, &mut st, &mut Waker::Context(cx));
+            }
+        } else {
+            self.count_changed(room, &mut st);
         }
+        drop(st);
+        self.release(room);
         Ok(())
     }
 
-    /// Posts a message to a room: stamps it, keeps it in history, sends it,
-    /// encoded once, to every member but the sender, and wakes the room's
-    /// waiters. The room stays locked meanwhile, so history order is
-    /// delivery order.
-    pub fn post(&self, cx: &mut Context<'_>, room: &RoomRef, from: &Arc<str>, text: &str) -> (u64, u64) {
-        let history_len = self.settings().limits.history_len as usize;
-        let mut r = lock(room);
-        let (id, ts_us) = self.stamp();
-        let name = r.name.clone();
-        if let Some(frame) =
-            self.frame(PushRef::Message { room: &name, id, ts_us, from, text, history: false })
-        {
-            let sent = cx.broadcast_others(&r.ids, &frame);
-            cx.count_frames_out(sent as u64);
+    /// Marks a room's member count for the next count push.
+    fn count_changed(&self, room: &RoomRef, st: &mut RoomState) {
+        if !st.count_dirty {
+            st.count_dirty = true;
+            lock(&self.counts).push(room.clone());
         }
-        if history_len > 0 {
-            while r.history.len() >= history_len {
-                r.history.pop_front();
-            }
-            r.history.push_back(StoredMessage { id, ts_us, from: from.clone(), text: Arc::from(text) });
-        } else {
-            r.history.clear();
-        }
-        for waiter in r.waiters.drain(..) {
-            cx.notify(waiter, id);
-        }
-        (id, ts_us)
     }
 
-    /// Posts to a room by name, creating it (for senders that are not
-    /// members, such as HTTP clients).
+    /// Sends the member count of every room whose count changed (once a
+    /// second, from the ticker thread).
+    fn push_counts(&self) {
+        let rooms = std::mem::take(&mut *lock(&self.counts));
+        let handle = self.delivery.handle();
+        for room in rooms {
+            let mut st = lock(&room.state);
+            if !st.count_dirty {
+                continue;
+            }
+            st.count_dirty = false;
+            let push = PushRef::MemberCount { room: &room.name, members: st.member_count() as u32 };
+            if let Some(frame) = self.frame(push) {
+                st.push(Event { frame, skip: None });
+                self.delivery.schedule(&room, &mut st, &mut Waker::Handle(handle));
+            }
+        }
+    }
+
+    /// Delivers the rooms queued for this loop (from `on_loop_notify`).
+    pub fn deliver_queued(&self, cx: &mut Context<'_>) {
+        self.delivery.deliver_queued(cx);
+    }
+
+    /// Posts a message to a room: stamps it, hands it to the log and, as
+    /// the fsync policy says, publishes it now (delivered to this loop's
+    /// members at once, the other loops told) or once it is durable (then
+    /// `ack` is notified). `sender`: the member that gets no echo.
+    pub fn post(
+        &self,
+        cx: &mut Context<'_>,
+        room: &RoomRef,
+        from: &Arc<str>,
+        text: &str,
+        sender: Option<ConnId>,
+        ack: Option<AckTo>,
+    ) -> Result<Posted, ErrorCode> {
+        let writer = self.writer.get().ok_or(ErrorCode::StoreFailed)?;
+        let settings = self.settings();
+        let mut st = lock(&room.state);
+        if st.evicted {
+            return Err(ErrorCode::UnknownRoom);
+        }
+        let (id, ts_us) = self.stamp();
+        let offset = st.next_offset();
+        let entry = Arc::new(Entry { offset, id, ts_us, from: from.clone(), text: Arc::from(text) });
+        let append = Append { room: room.name.clone(), epoch: st.epoch(), entry: entry.clone() };
+        let durable_first = self.policy == FsyncPolicy::Always;
+        let token = AppendToken { room: room.clone(), ack: if durable_first { ack } else { None } };
+        if let Err(e) = writer.append(append, token) {
+            log::warn!("room {}: message {id} refused: {e:?}", room.name);
+            return Err(ErrorCode::StoreFailed);
+        }
+        st.wrote();
+        st.stored = true;
+        if durable_first {
+            st.hold(entry, sender);
+            return Ok(Posted { id, ts_us, offset, stored: false });
+        }
+        self.publish(room, &mut st, entry, sender, &settings, &mut Waker::Context(cx));
+        deliver(cx, &mut st, cx.loop_index());
+        Ok(Posted { id, ts_us, offset, stored: true })
+    }
+
+    /// Publishes a stored message: the room's tail, stream and long polls.
+    fn publish(
+        &self,
+        room: &RoomRef,
+        st: &mut RoomState,
+        entry: Arc<Entry>,
+        sender: Option<ConnId>,
+        settings: &Settings,
+        waker: &mut Waker<'_, '_>,
+    ) {
+        let push = PushRef::Message {
+            room: &room.name,
+            id: entry.id,
+            ts_us: entry.ts_us,
+            offset: entry.offset,
+            from: &entry.from,
+            text: &entry.text,
+            history: false,
+        };
+        let Some(frame) = self.frame(push) else { return };
+        let offset = entry.offset;
+        let waiters = st.publish_message(
+            entry,
+            frame,
+            sender,
+            settings.limits.history_len as usize,
+            settings.tail_bytes,
+        );
+        st.set_trimmed(offset.saturating_sub(settings.retain_messages));
+        self.delivery.schedule(room, st, waker);
+        for w in waiters {
+            match waker {
+                Waker::Context(cx) => cx.notify(w, offset),
+                Waker::Handle(h) => {
+                    h.notify(w, offset);
+                }
+            }
+        }
+    }
+
+    /// The writer finished a batch (on its thread).
+    fn committed(&self, c: Committed<AppendToken>) {
+        let settings = self.settings();
+        let handle = self.delivery.handle();
+        let ok = c.result.is_ok();
+        let mut touched: Vec<RoomRef> = Vec::new();
+        for (append, token) in c.appends {
+            let room = token.room;
+            {
+                let mut st = lock(&room.state);
+                st.written();
+                if self.policy == FsyncPolicy::Always {
+                    if let Some((entry, sender)) = st.release(append.entry.offset) {
+                        if ok {
+                            let waker = &mut Waker::Handle(handle);
+                            self.publish(&room, &mut st, entry, sender, &settings, waker);
+                        }
+                    }
+                }
+            }
+            if let Some(ack) = token.ack {
+                let failed = if ok { 0 } else { ACK_FAILED };
+                handle.notify(ack.conn, ack.token | ACK | failed);
+            }
+            if !touched.iter().any(|r| Arc::ptr_eq(r, &room)) {
+                touched.push(room);
+            }
+        }
+        for room in touched {
+            self.release(&room);
+        }
+    }
+
+    /// Looks up a room for posting by name (for senders that are not
+    /// members, such as HTTP clients), creating it.
     pub fn post_to(
         &self,
         cx: &mut Context<'_>,
         room: &str,
         from: &str,
         text: &str,
-    ) -> Result<(u64, u64), ErrorCode> {
-        let room = self.room_or_create(&mut lock(&self.rooms), room)?;
-        Ok(self.post(cx, &room, &Arc::from(from), text))
-    }
-
-    /// Messages of a room's history with an id above `since`, oldest first;
-    /// `None` if there is no such room.
-    pub fn messages_since(&self, room: &str, since: u64) -> Option<Vec<StoredMessage>> {
-        let room = self.room(room)?;
-        let r = lock(&room);
-        let start = r.history.partition_point(|m| m.id <= since);
-        Some(r.history.iter().skip(start).cloned().collect())
-    }
-
-    /// Registers `id` to be notified (with the message id) at the room's
-    /// next message. False if there is no such room.
-    pub fn wait_for_message(&self, room: &str, id: ConnId) -> bool {
-        let Some(room) = self.room(room) else { return false };
-        let mut r = lock(&room);
-        if !r.waiters.contains(&id) {
-            r.waiters.push(id);
+        ack: Option<AckTo>,
+    ) -> Result<Posted, ErrorCode> {
+        let from: Arc<str> = Arc::from(from);
+        loop {
+            let (room, _) = self.room_for(room, true)?;
+            match self.post(cx, &room, &from, text, None, ack) {
+                Err(ErrorCode::UnknownRoom) => continue, // it left memory meanwhile
+                r => {
+                    self.release(&room);
+                    return r;
+                }
+            }
         }
-        true
+    }
+
+    /// Messages of a room after offset `after` (at most `limit`), with the
+    /// room's position; `None` if there is no such room.
+    pub fn messages_after(&self, room: &str, after: u64, limit: usize) -> Result<Option<Page>, ErrorCode> {
+        let resident = lock(&self.rooms).get(room).cloned();
+        if let Some(r) = resident {
+            let st = lock(&r.state);
+            if let Some(messages) = st.tail_after(after, limit) {
+                return Ok(Some(Page { epoch: st.epoch(), last_offset: st.last_offset(), messages }));
+            }
+            let (epoch, last_offset) = (st.epoch(), st.last_offset());
+            drop(st);
+            let messages = self.read_log(room, after, limit)?;
+            return Ok(Some(Page { epoch, last_offset, messages }));
+        }
+        let Some(meta) = self.log.room(room).map_err(|_| ErrorCode::StoreFailed)? else { return Ok(None) };
+        let messages = self.read_log(room, after, limit)?;
+        Ok(Some(Page { epoch: meta.epoch, last_offset: meta.last_offset, messages }))
+    }
+
+    fn read_log(&self, room: &str, after: u64, limit: usize) -> Result<Vec<Arc<Entry>>, ErrorCode> {
+        match self.log.read(room, after, limit) {
+            Ok(list) => Ok(list.into_iter().map(Arc::new).collect()),
+            Err(e) => {
+                log::error!("room log: cannot read room {room}: {e}");
+                Err(ErrorCode::StoreFailed)
+            }
+        }
+    }
+
+    /// Registers `id` to be notified (with the offset) at the room's next
+    /// message. False if there is no such room.
+    pub fn wait_for_message(&self, room: &str, id: ConnId) -> Result<bool, ErrorCode> {
+        let (room, _) = match self.room_for(room, false) {
+            Ok(r) => r,
+            Err(ErrorCode::UnknownRoom) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut st = lock(&room.state);
+        if st.evicted {
+            drop(st);
+            return self.wait_for_message(&room.name, id);
+        }
+        st.wait(id);
+        Ok(true)
     }
 
     /// Cancels [`ChatCore::wait_for_message`].
     pub fn stop_waiting(&self, room: &str, id: ConnId) {
-        if let Some(room) = self.room(room) {
-            lock(&room).waiters.retain(|&w| w != id);
+        let resident = lock(&self.rooms).get(room).cloned();
+        if let Some(room) = resident {
+            lock(&room.state).stop_waiting(id);
+            self.release(&room);
         }
     }
 
-    /// Sends a direct message to a user.
+    /// Sends a direct message to a user (never stored).
     pub fn direct(
         &self,
         cx: &mut Context<'_>,
         to: &str,
         from: &str,
         text: &str,
-    ) -> Result<(u64, u64), ErrorCode> {
+    ) -> Result<Posted, ErrorCode> {
         let target = self.user(to).ok_or(ErrorCode::UnknownUser)?;
         let (id, ts_us) = self.stamp();
         let frame = self.frame(PushRef::Direct { id, ts_us, from, text }).ok_or(ErrorCode::TextTooLong)?;
         cx.send_to(target, frame);
         cx.count_frames_out(1);
-        Ok((id, ts_us))
+        Ok(Posted { id, ts_us, offset: 0, stored: true })
     }
 
-    /// Every room with its member count, by name.
-    pub fn rooms(&self) -> Vec<RoomInfo> {
-        let rooms: Vec<RoomRef> = lock(&self.rooms).values().cloned().collect();
-        let mut list: Vec<RoomInfo> = rooms
+    /// Rooms in memory (with their member counts) and in the log, by name.
+    pub fn rooms(&self) -> (u32, Vec<RoomInfo>) {
+        let resident: Vec<RoomRef> = lock(&self.rooms).values().cloned().collect();
+        let mut list: Vec<RoomInfo> = resident
             .iter()
-            .map(|r| {
-                let r = lock(r);
-                RoomInfo { name: r.name.to_string(), members: r.ids.len() as u32 }
-            })
+            .map(|r| RoomInfo { name: r.name.to_string(), members: lock(&r.state).member_count() as u32 })
             .collect();
+        let mut total = list.len();
+        match self.log.room_names(MAX_LISTED) {
+            Ok((stored, names)) => {
+                let read = names.len();
+                let mut extra = 0;
+                for name in names {
+                    if !list.iter().any(|r| r.name == name) {
+                        list.push(RoomInfo { name, members: 0 });
+                        extra += 1;
+                    }
+                }
+                total += extra + stored.saturating_sub(read);
+            }
+            Err(e) => log::error!("room log: cannot list rooms: {e}"),
+        }
         list.sort_by(|a, b| a.name.cmp(&b.name));
-        list
+        (u32::try_from(total).unwrap_or(u32::MAX), list)
     }
 
     /// A room's member nicknames, sorted.
     pub fn who(&self, room: &str) -> Result<Vec<String>, ErrorCode> {
-        let room = lock(&self.rooms).get(room).cloned().ok_or(ErrorCode::UnknownRoom)?;
-        let mut nicks: Vec<String> = lock(&room).nicks.iter().map(|n| n.to_string()).collect();
-        nicks.sort();
-        Ok(nicks)
+        let resident = lock(&self.rooms).get(room).cloned();
+        match resident {
+            Some(r) => {
+                let mut nicks: Vec<String> = lock(&r.state).nicks().map(|n| n.to_string()).collect();
+                nicks.sort();
+                Ok(nicks)
+            }
+            None if self.room_exists(room) => Ok(Vec::new()),
+            None => Err(ErrorCode::UnknownRoom),
+        }
     }
 
-    /// Number of rooms held.
+    /// True if the room is in memory or in the log.
+    pub fn room_exists(&self, room: &str) -> bool {
+        lock(&self.rooms).contains_key(room) || matches!(self.log.room(room), Ok(Some(_)))
+    }
+
+    /// Number of rooms in memory.
     pub fn room_count(&self) -> usize {
         lock(&self.rooms).len()
     }
 
-    /// A room by name, if it exists.
-    pub fn room(&self, name: &str) -> Option<RoomRef> {
-        lock(&self.rooms).get(name).cloned()
-    }
-}
-
-impl ChatCore {
-    /// Encodes a push once as a whole frame (4-byte big-endian length, as
-    /// the chat transport is), to share among recipients. `None` if it would
-    /// not fit the frame limit, which callers prevent by checking text
-    /// lengths first.
+    /// Encodes a push once as a whole frame (the chat service's frame
+    /// format), to share among recipients. `None` if it would not fit the
+    /// frame limit, which callers prevent by checking text lengths first.
     pub fn frame(&self, push: PushRef<'_>) -> Option<Bytes> {
         let len = push.encoded_len();
         if len > self.max_payload() as usize {
             log::error!("a push of {len} bytes does not fit the frame limit");
             return None;
         }
-        let mut buf = BytesMut::with_capacity(4 + len);
-        buf.put_u32(len as u32);
+        let mut buf = BytesMut::with_capacity(self.frames.header_len() + len);
+        if let Err(e) = self.frames.encode_header(len, &mut buf) {
+            log::error!("cannot frame a push: {e}");
+            return None;
+        }
         push.encode(&mut buf);
         Some(buf.freeze())
     }
 }
 
 /// Appends an owned push's frame to the current connection's output.
-pub(crate) fn send_push(cx: &mut reactor::FramedContext<'_, '_>, push: &Push) {
+pub(crate) fn send_push(cx: &mut reactor::FramedContext<'_, '_>, push: &crate::protocol::Push) {
     if let Err(e) = cx.send_frame_with(|buf| push.encode(buf)) {
         log::error!("cannot send a push: {e}");
     }

@@ -5,13 +5,13 @@
 //!
 //! | route | does |
 //! | --- | --- |
-//! | `POST /rooms/{room}/messages` | JSON `{"nick": .., "text": ..}`: posts; `201 {"id", "ts_us"}` |
-//! | `GET /rooms/{room}/messages?since=ID&wait=S` | messages after `ID` (JSON); with `wait`, long-polls up to `S` seconds for the next one |
+//! | `POST /rooms/{room}/messages` | JSON `{"nick": .., "text": ..}`: posts; `201 {"id", "ts_us", "offset"}` once the message is stored as the fsync policy requires |
+//! | `GET /rooms/{room}/messages?since=OFFSET&wait=S` | messages after offset `OFFSET` (JSON, with the room's `epoch` and `last_offset`); with `wait`, long-polls up to `S` seconds for the next one. A `since` ahead of the room is answered at once with the room's real position |
 //! | `GET /rooms` | rooms and member counts |
 //! | `GET /healthz` | `ok` |
 //! | `GET /metrics` | the reactor's per-service counters, Prometheus text format |
 
-use crate::core::{ChatCore, StoredMessage};
+use crate::core::{AckTo, ChatCore, Page, ACK, ACK_FAILED};
 use crate::protocol::{validate_name, ErrorCode};
 use http1::{HttpContext, HttpHandler, Method, Outcome, Request, Response, Wake};
 use serde::{Deserialize, Serialize};
@@ -22,16 +22,34 @@ use std::time::Duration;
 /// A Prometheus counter: metric name, help text, and how to read it.
 type Counter = (&'static str, &'static str, fn(&reactor::ServiceStats) -> u64);
 
+/// Messages one response carries at most; the client polls again from the
+/// last one for the rest.
+const PAGE: usize = 1000;
+
 /// The chat's HTTP handler, one per event loop.
 pub struct ChatHttp {
     core: Arc<ChatCore>,
     max_wait: Duration,
+    /// Sequence numbers of posts waiting for the log.
+    next_seq: u64,
 }
 
-/// A long poll waiting for a room's next message.
-pub struct Waiting {
-    room: String,
-    since: u64,
+/// A response not given yet.
+pub enum Waiting {
+    /// A long poll waiting for a room's next message.
+    Poll {
+        /// The room.
+        room: String,
+        /// The offset the client has seen.
+        since: u64,
+    },
+    /// A post waiting for its message to be stored.
+    Post {
+        /// The token the log writer notifies.
+        seq: u64,
+        /// The answer once stored.
+        posted: crate::core::Posted,
+    },
 }
 
 #[derive(Deserialize)]
@@ -42,15 +60,17 @@ struct PostBody {
 }
 
 #[derive(Serialize)]
-struct Posted {
+struct PostedJson {
     id: u64,
     ts_us: u64,
+    offset: u64,
 }
 
 #[derive(Serialize)]
 struct MessageJson<'a> {
     id: u64,
     ts_us: u64,
+    offset: u64,
     from: &'a str,
     text: &'a str,
 }
@@ -58,9 +78,13 @@ struct MessageJson<'a> {
 #[derive(Serialize)]
 struct Messages<'a> {
     room: &'a str,
+    /// The room log's epoch: a different one than before means the
+    /// positions seen before are gone (start again from 0).
+    epoch: u64,
     messages: Vec<MessageJson<'a>>,
-    /// The id to pass as `since` next time.
-    last_id: u64,
+    /// The offset to pass as `since` next time: the last message's, or the
+    /// room's latest if there is none.
+    last_offset: u64,
 }
 
 #[derive(Serialize)]
@@ -98,80 +122,108 @@ fn status_of(code: ErrorCode) -> u16 {
         ErrorCode::UnknownRoom | ErrorCode::UnknownUser => 404,
         ErrorCode::TextTooLong => 413,
         ErrorCode::RateLimited => 429,
-        ErrorCode::TooManyRooms => 503,
+        ErrorCode::TooManyRooms | ErrorCode::StoreFailed => 503,
         _ => 400,
     }
 }
 
-fn messages_response(room: &str, since: u64, list: &[StoredMessage]) -> Response {
-    let messages: Vec<MessageJson<'_>> =
-        list.iter().map(|m| MessageJson { id: m.id, ts_us: m.ts_us, from: &m.from, text: &m.text }).collect();
-    let last_id = list.last().map_or(since, |m| m.id);
-    json(200, &Messages { room, messages, last_id })
+fn messages_response(room: &str, page: &Page) -> Response {
+    let messages: Vec<MessageJson<'_>> = page
+        .messages
+        .iter()
+        .map(|m| MessageJson { id: m.id, ts_us: m.ts_us, offset: m.offset, from: &m.from, text: &m.text })
+        .collect();
+    let last_offset = page.messages.last().map_or(page.last_offset, |m| m.offset);
+    json(200, &Messages { room, epoch: page.epoch, messages, last_offset })
+}
+
+fn posted(p: &crate::core::Posted) -> Response {
+    json(201, &PostedJson { id: p.id, ts_us: p.ts_us, offset: p.offset })
 }
 
 impl ChatHttp {
     /// A handler sharing `core`; long polls wait at most `max_wait`.
     pub fn new(core: Arc<ChatCore>, max_wait: Duration) -> ChatHttp {
-        ChatHttp { core, max_wait }
+        ChatHttp { core, max_wait, next_seq: 0 }
     }
 
-    fn post(&mut self, cx: &mut HttpContext<'_, '_>, room: &str, req: &Request) -> Response {
+    fn post(&mut self, cx: &mut HttpContext<'_, '_>, room: &str, req: &Request) -> Outcome<Waiting> {
         let body: PostBody = match serde_json::from_slice(req.body()) {
             Ok(b) => b,
             Err(e) => {
                 return error(400, ErrorCode::Malformed, &format!("body must be {{\"nick\", \"text\"}}: {e}"))
+                    .into()
             }
         };
         if let Err(e) = validate_name(&body.nick) {
-            return error(400, e.code(), &format!("nick: {e}"));
+            return error(400, e.code(), &format!("nick: {e}")).into();
         }
         let max = self.core.settings().limits.max_text_len();
         if body.text.len() > max {
-            return error(
-                413,
-                ErrorCode::TextTooLong,
-                &format!("text of {} bytes, at most {max}", body.text.len()),
-            );
+            let msg = format!("text of {} bytes, at most {max}", body.text.len());
+            return error(413, ErrorCode::TextTooLong, &msg).into();
         }
-        match self.core.post_to(cx, room, &body.nick, &body.text) {
-            Ok((id, ts_us)) => json(201, &Posted { id, ts_us }),
-            Err(code) => error(status_of(code), code, &format!("cannot post to {room}")),
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        let ack = AckTo { conn: cx.id(), token: seq };
+        match self.core.post_to(cx, room, &body.nick, &body.text, Some(ack)) {
+            Ok(p) if p.stored => posted(&p).into(),
+            // Answered when the log reports it stored; the wait is long
+            // enough for any fsync, and a timeout answers 503 (not stored).
+            Ok(p) => {
+                Outcome::Wait { pending: Waiting::Post { seq, posted: p }, timeout: Duration::from_secs(30) }
+            }
+            Err(code) => error(status_of(code), code, &format!("cannot post to {room}")).into(),
         }
     }
 
     fn get_messages(&mut self, cx: &mut HttpContext<'_, '_>, room: &str, req: &Request) -> Outcome<Waiting> {
         let since = match req.query_param("since").map(str::parse::<u64>).transpose() {
             Ok(s) => s.unwrap_or(0),
-            Err(_) => return error(400, ErrorCode::Malformed, "since: not a message id").into(),
+            Err(_) => return error(400, ErrorCode::Malformed, "since: not an offset").into(),
         };
         let wait = match req.query_param("wait").map(str::parse::<f64>).transpose() {
             Ok(w) => w.filter(|w| w.is_finite() && *w > 0.0).map(Duration::from_secs_f64),
             Err(_) => return error(400, ErrorCode::Malformed, "wait: not a number of seconds").into(),
         };
+        let read = |core: &ChatCore| match core.messages_after(room, since, PAGE) {
+            Ok(Some(page)) => Ok(page),
+            Ok(None) => Err(error(404, ErrorCode::UnknownRoom, &format!("no room {room}"))),
+            Err(code) => Err(error(status_of(code), code, &format!("cannot read {room}"))),
+        };
         let Some(wait) = wait.map(|w| w.min(self.max_wait)) else {
-            return match self.core.messages_since(room, since) {
-                Some(list) => messages_response(room, since, &list),
-                None => error(404, ErrorCode::UnknownRoom, &format!("no room {room}")),
+            return match read(&self.core) {
+                Ok(page) => messages_response(room, &page),
+                Err(r) => r,
             }
             .into();
         };
         // Register before looking, so a message posted in between wakes us.
-        if !self.core.wait_for_message(room, cx.id()) {
-            return error(404, ErrorCode::UnknownRoom, &format!("no room {room}")).into();
+        match self.core.wait_for_message(room, cx.id()) {
+            Ok(true) => {}
+            Ok(false) => return error(404, ErrorCode::UnknownRoom, &format!("no room {room}")).into(),
+            Err(code) => return error(status_of(code), code, &format!("cannot read {room}")).into(),
         }
-        match self.core.messages_since(room, since) {
-            Some(list) if !list.is_empty() => {
+        match read(&self.core) {
+            // Something to say now: new messages, or a position ahead of the
+            // room (waiting would skip what comes until it catches up).
+            Ok(page) if !page.messages.is_empty() || since > page.last_offset => {
                 self.core.stop_waiting(room, cx.id());
-                messages_response(room, since, &list).into()
+                messages_response(room, &page).into()
             }
-            _ => Outcome::Wait { pending: Waiting { room: room.to_string(), since }, timeout: wait },
+            Ok(_) => {
+                Outcome::Wait { pending: Waiting::Poll { room: room.to_string(), since }, timeout: wait }
+            }
+            Err(r) => {
+                self.core.stop_waiting(room, cx.id());
+                r.into()
+            }
         }
     }
 
     fn rooms(&self) -> Response {
         let rooms =
-            self.core.rooms().into_iter().map(|r| RoomJson { name: r.name, members: r.members }).collect();
+            self.core.rooms().1.into_iter().map(|r| RoomJson { name: r.name, members: r.members }).collect();
         json(200, &Rooms { rooms })
     }
 
@@ -222,7 +274,7 @@ impl HttpHandler for ChatHttp {
             (Method::Get | Method::Head, ["metrics"]) => self.metrics(cx).into(),
             (Method::Get | Method::Head, ["rooms"]) => self.rooms().into(),
             (Method::Post, ["rooms", room, "messages"]) => match validate_name(room) {
-                Ok(()) => self.post(cx, room, req).into(),
+                Ok(()) => self.post(cx, room, req),
                 Err(e) => error(400, e.code(), &format!("room: {e}")).into(),
             },
             (Method::Get | Method::Head, ["rooms", room, "messages"]) => match validate_name(room) {
@@ -242,17 +294,42 @@ impl HttpHandler for ChatHttp {
         w: &mut Waiting,
         wake: Wake,
     ) -> Option<Response> {
-        let list = self.core.messages_since(&w.room, w.since).unwrap_or_default();
-        if !list.is_empty() || wake.is_final() {
-            self.core.stop_waiting(&w.room, cx.id());
-            return Some(messages_response(&w.room, w.since, &list));
+        match w {
+            Waiting::Post { seq, posted: p } => match wake {
+                Wake::Notify(token) if token & ACK != 0 && token & !(ACK | ACK_FAILED) == *seq => {
+                    Some(if token & ACK_FAILED == 0 {
+                        posted(p)
+                    } else {
+                        error(503, ErrorCode::StoreFailed, "the message could not be stored")
+                    })
+                }
+                _ if wake.is_final() => {
+                    Some(error(503, ErrorCode::StoreFailed, "the message was not stored in time"))
+                }
+                _ => None,
+            },
+            Waiting::Poll { room, since } => {
+                let page = self.core.messages_after(room, *since, PAGE).ok().flatten();
+                let ready = page.as_ref().is_some_and(|p| !p.messages.is_empty());
+                if ready || wake.is_final() {
+                    self.core.stop_waiting(room, cx.id());
+                    let page = page.unwrap_or(Page { epoch: 0, last_offset: *since, messages: Vec::new() });
+                    return Some(messages_response(room, &page));
+                }
+                // Woken for nothing new (a wake meant for an earlier poll): wait on.
+                let _ = self.core.wait_for_message(room, cx.id());
+                None
+            }
         }
-        // Woken for nothing new (a wake meant for an earlier poll): wait on.
-        self.core.wait_for_message(&w.room, cx.id());
-        None
     }
 
     fn on_cancel(&mut self, cx: &mut HttpContext<'_, '_>, _req: &Request, w: Waiting) {
-        self.core.stop_waiting(&w.room, cx.id());
+        if let Waiting::Poll { room, .. } = w {
+            self.core.stop_waiting(&room, cx.id());
+        }
+    }
+
+    fn on_loop_notify(&mut self, cx: &mut HttpContext<'_, '_>, _token: u64) {
+        self.core.deliver_queued(cx);
     }
 }

@@ -27,10 +27,13 @@
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod delivery;
 pub mod http_api;
 pub mod listeners;
 pub mod protocol;
+pub mod room;
 pub mod sd_notify;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod upgrade;

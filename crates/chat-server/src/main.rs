@@ -7,7 +7,8 @@
 use chat_server::config::{Config, ConfigError};
 use chat_server::listeners;
 use chat_server::sd_notify::notify;
-use chat_server::server::{check_bind, ChatServer};
+use chat_server::server::{self, check_bind, check_log, ChatServer};
+use chat_server::store::{OpenError, RoomLog};
 use chat_server::upgrade::{self, Invocation, PidFile};
 use clap::Parser;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
@@ -20,6 +21,9 @@ use std::time::Duration;
 /// How long a successor may take to start serving before the upgrade is
 /// abandoned.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a successor waits for its predecessor to hand over the room log.
+const LOG_HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Chat server speaking the binary protocol of docs/PROTOCOL.md.
 ///
@@ -51,6 +55,10 @@ struct Args {
     /// Event-loop threads; overrides `threads` (0: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Directory of the room log; overrides store.data_dir. "none" keeps
+    /// everything in memory (nothing survives a restart).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
     /// Check the configuration (values, and that listen addresses can be
     /// bound) and exit: status 0 and "configuration ok", or 1 and the reason.
     #[arg(short = 't', long = "test")]
@@ -85,12 +93,39 @@ impl Args {
         if let Some(n) = self.threads {
             config.threads = n;
         }
+        if let Some(dir) = &self.data_dir {
+            config.store.data_dir = dir.clone();
+        }
         config.validate().map_err(|message| ConfigError { source, message })?;
         Ok(config)
     }
 
     fn source(&self) -> String {
         self.config.as_ref().map_or_else(|| "built-in default".to_string(), |p| p.display().to_string())
+    }
+}
+
+/// Opens the room log; a successor waits (a bounded time) for its
+/// predecessor to let go of it.
+fn open_log(config: &Config, successor: bool) -> Result<std::sync::Arc<dyn RoomLog>, String> {
+    let deadline = std::time::Instant::now() + LOG_HANDOVER_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match server::open_log(config) {
+            Ok(log) => return Ok(log),
+            Err(OpenError::Locked(path)) if successor && std::time::Instant::now() < deadline => {
+                log::debug!("waiting for the previous process to hand over {}", path.display());
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(OpenError::Locked(path)) => {
+                return Err(format!(
+                    "{}: in use by another process (another chat-server on the same data directory?)",
+                    path.display()
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        }
     }
 }
 
@@ -108,8 +143,9 @@ fn main() -> ExitCode {
         }
     };
     if args.test {
-        return match check_bind(&config) {
-            Ok(()) => {
+        return match check_bind(&config).and_then(|()| check_log(&config)) {
+            Ok(note) => {
+                println!("chat-server: room log: {note}");
                 println!("chat-server: {}: configuration ok", args.source());
                 ExitCode::SUCCESS
             }
@@ -140,9 +176,31 @@ fn main() -> ExitCode {
         }
     };
     let inherited_any = !inherited.is_empty();
-    let started =
-        if inherited_any { ChatServer::start_on(config, inherited) } else { ChatServer::start(config) };
-    let mut server = match started {
+    let listeners = if inherited_any { Ok(inherited) } else { server::bind(&config) };
+    let listeners = match listeners {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("chat-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The room log has one writer process. A successor (binary upgrade)
+    // says it is ready first: the predecessor then stops accepting, writes
+    // what it has and closes the log, and the successor opens it and starts
+    // accepting. Connections arriving meanwhile wait in the listen backlog.
+    let upgrading_from = ready_fd.is_some();
+    if upgrading_from {
+        upgrade::notify_ready(ready_fd);
+    }
+    let log = match open_log(&config, upgrading_from) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("chat-server: room log: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!("room log: {} (fsync {:?})", log.describe(), server::fsync_policy(&config));
+    let mut server = match ChatServer::start_with_log(config, listeners, log) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chat-server: {e}");
@@ -156,7 +214,9 @@ fn main() -> ExitCode {
     for addr in server.http_addrs() {
         log::info!("chat-server {} serving HTTP on {addr}{how}", std::process::id());
     }
-    upgrade::notify_ready(ready_fd);
+    if !upgrading_from {
+        upgrade::notify_ready(ready_fd);
+    }
     notify(&format!("READY=1\nMAINPID={}", std::process::id()));
     let pid_file = match args.pid_file.as_deref().map(PidFile::create).transpose() {
         Ok(p) => p,

@@ -1,12 +1,13 @@
 //! A running chat server: the reactor with one chat service per listen
 //! address, the shared core, and reload.
 
-use crate::config::{Config, HttpApiConfig, SlowConsumer};
+use crate::config::{Config, DataDir, Fsync, HttpApiConfig, SlowConsumer};
 use crate::core::{ChatCore, Settings};
 use crate::http_api::ChatHttp;
 use crate::listeners::{BoundListener, ServiceKind};
 use crate::protocol::{ErrorCode, Push};
 use crate::session::ChatService;
+use crate::store::{FsyncPolicy, MemoryLog, OpenError, RedbLog, RoomLog};
 use bytes::{BufMut, Bytes, BytesMut};
 use framing::FrameConfig;
 use http1::{HttpConfig, HttpService};
@@ -28,6 +29,57 @@ pub fn settings(config: &Config) -> Settings {
         token: Some(config.chat.token.clone()).filter(|t| !t.is_empty()),
         max_rooms: config.chat.max_rooms,
         ping_interval: Duration::from_millis(u64::from(config.chat.ping_interval_ms)),
+        presence_max_members: config.chat.presence_max_members,
+        room_creations_per_minute: config.chat.room_creations_per_minute,
+        recover_limit: config.store.recover_limit as usize,
+        tail_bytes: config.chat.room_tail_bytes,
+        retain_messages: config.store.retain_messages,
+    }
+}
+
+/// The fsync policy a config asks for (an in-memory log has no disk to
+/// wait for: messages are published at once).
+pub fn fsync_policy(config: &Config) -> FsyncPolicy {
+    match (config.store.data_dir(), config.store.fsync) {
+        (DataDir::Path(_), Fsync::Always) => FsyncPolicy::Always,
+        _ => FsyncPolicy::Interval(Duration::from_millis(config.store.fsync_interval_ms)),
+    }
+}
+
+/// Opens the room log a config names. `Locked`: another process holds it
+/// (during an upgrade, the predecessor until it hands over).
+pub fn open_log(config: &Config) -> Result<Arc<dyn RoomLog>, OpenError> {
+    let st = &config.store;
+    match st.data_dir() {
+        DataDir::Memory => Ok(Arc::new(MemoryLog::with_max_rooms(st.retain_messages as usize, 1_000_000))),
+        DataDir::Path(dir) => {
+            let interval = st.fsync == Fsync::Interval;
+            let log = RedbLog::open(&dir, st.retain_messages, st.cache_bytes, interval)?;
+            if log.recovered_from_crash() {
+                log::warn!(
+                    "room log: the last run crashed while writing without fsync; every room has a new epoch"
+                );
+            }
+            Ok(Arc::new(log))
+        }
+    }
+}
+
+/// Checks the room log a config names, as `-t` does, without changing it:
+/// the directory can be created or written, an existing log file opens and
+/// reads (one in use by a running server is fine). Returns a note.
+pub fn check_log(config: &Config) -> Result<String, String> {
+    match config.store.data_dir() {
+        DataDir::Memory => Ok("room log in memory".into()),
+        DataDir::Path(dir) => RedbLog::check(&dir).map_err(|e| format!("store.data_dir: {e}")),
+    }
+}
+
+/// The number of event loops a config runs.
+fn loop_count(config: &Config) -> usize {
+    match config.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     }
 }
 
@@ -139,16 +191,25 @@ impl ChatServer {
         ChatServer::start_on(config, listeners)
     }
 
-    /// Starts serving on listeners bound elsewhere: inherited from a
-    /// previous process or from systemd. They replace the config's
-    /// addresses.
+    /// Starts serving on `listeners` with the room log the config names.
     pub fn start_on(config: Config, listeners: Vec<BoundListener>) -> io::Result<ChatServer> {
-        let core = Arc::new(ChatCore::new(settings(&config)));
+        let log = open_log(&config).map_err(|e| io::Error::other(e.to_string()))?;
+        ChatServer::start_with_log(config, listeners, log)
+    }
+
+    /// Starts serving on listeners bound elsewhere (inherited from a
+    /// previous process or from systemd; they replace the config's
+    /// addresses), on a room log opened already.
+    pub fn start_with_log(
+        config: Config,
+        listeners: Vec<BoundListener>,
+        log: Arc<dyn RoomLog>,
+    ) -> io::Result<ChatServer> {
         let frames = frame_config(&config);
-        let mut builder = Reactor::builder();
-        if config.threads > 0 {
-            builder = builder.threads(config.threads);
-        }
+        let loops = loop_count(&config);
+        // Service 0 (the first chat listener) delivers room streams.
+        let core = ChatCore::new(settings(&config), frames, log, fsync_policy(&config), loops, 0);
+        let mut builder = Reactor::builder().threads(loops);
         let http = http_config(&config);
         http.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("http: {e}")))?;
         let max_wait = Duration::from_millis(config.http.max_wait_ms);
@@ -170,6 +231,7 @@ impl ChatServer {
             };
         }
         let reactor = builder.build()?;
+        core.attach(reactor.handle())?;
         Ok(ChatServer { reactor, core, config, listeners })
     }
 
@@ -249,6 +311,10 @@ impl ChatServer {
     pub fn shutdown(self) {
         let grace = self.config.shutdown_grace();
         self.reactor.shutdown(grace);
+        // After the loops: every message they accepted is in the log.
+        if let Err(e) = self.core.close_log() {
+            log::error!("room log: close failed: {e}");
+        }
     }
 
     /// Hands over to a successor that is already serving the same
@@ -256,6 +322,13 @@ impl ChatServer {
     /// server is restarting and to come back shortly.
     pub fn drain_for_upgrade(self) {
         self.core.set_going_away("server restarting", RECONNECT_HINT_MS);
+        // The successor waits for the log: stop accepting, write what is
+        // queued and hand the file over first, then say goodbye. Messages
+        // posted meanwhile get StoreFailed (never an acknowledgement).
+        self.reactor.handle().stop_accepting();
+        if let Err(e) = self.core.close_log() {
+            log::error!("room log: close for the successor failed: {e}");
+        }
         self.shutdown();
     }
 

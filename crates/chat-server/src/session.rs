@@ -1,13 +1,21 @@
 //! One chat connection: the protocol state machine run by the event loop
 //! that owns the connection, calling the shared [`ChatCore`].
+//!
+//! Replies leave in request order (PROTOCOL.md §4.2) even when a `Sent`
+//! must wait for the room log to make its message durable: while such a
+//! reply is outstanding, later replies queue behind it, and requests other
+//! than `Say` wait (so that, say, a join's history is never split by a
+//! late reply). The queue is bounded per connection.
 
-use crate::core::{lock, send_push, ChatCore, RoomRef, Settings};
+use crate::core::{send_push, AckTo, ChatCore, RoomRef, Settings, ACK, ACK_FAILED};
 use crate::protocol::{
-    ClientFrameRef, ErrorCode, OkBody, Push, PushRef, RequestRef, ServerFrame, PROTOCOL_VERSION,
+    ClientFrame, ClientFrameRef, DecodeErrorKind, ErrorCode, OkBody, Push, PushRef, RequestRef, ServerFrame,
+    PROTOCOL_VERSION,
 };
 use bytes::Bytes;
 use framing::FrameError;
 use reactor::{CloseReason, FrameHandler, FramedContext};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +25,9 @@ const HEARTBEAT: u64 = 1;
 /// Fixed part of a list reply (opcode, id, kind, total, count), for cutting
 /// lists to the frame limit.
 const LIST_REPLY_OVERHEAD: usize = 1 + 4 + 1 + 4 + 4;
+/// Replies and requests a connection may have waiting behind a message
+/// that is not yet durable; past it the connection is closed.
+const MAX_WAITING: usize = 4096;
 
 /// The chat protocol service, one per event loop.
 pub struct ChatService {
@@ -31,6 +42,17 @@ struct Membership {
     room: RoomRef,
 }
 
+/// A reply in request order: ready, or waiting for the log.
+enum Slot {
+    Ready(ServerFrame),
+    /// A `Say` whose message the log has not yet reported durable.
+    Stored {
+        seq: u64,
+        request_id: u32,
+        body: OkBody,
+    },
+}
+
 /// Per-connection state.
 pub struct Session {
     nick: Option<Arc<str>>,
@@ -40,6 +62,20 @@ pub struct Session {
     refilled: Instant,
     last_heard: Instant,
     pinged: bool,
+    /// Rooms created in the current minute, and when that minute began.
+    created: u32,
+    created_since: Instant,
+    /// Replies waiting for the log, in request order.
+    slots: VecDeque<Slot>,
+    /// Requests waiting for `slots` to empty.
+    deferred: VecDeque<ClientFrame>,
+    next_seq: u64,
+}
+
+impl Session {
+    fn waiting(&self) -> usize {
+        self.slots.len() + self.deferred.len()
+    }
 }
 
 impl ChatService {
@@ -80,6 +116,42 @@ impl ChatService {
         }
     }
 
+    /// Whether the session may create another room now.
+    fn may_create(&self, s: &mut Session, now: Instant) -> bool {
+        if now.saturating_duration_since(s.created_since) >= Duration::from_secs(60) {
+            s.created = 0;
+            s.created_since = now;
+        }
+        s.created < self.settings.room_creations_per_minute
+    }
+
+    /// Takes a decoded request: handled now, or queued behind a reply that
+    /// waits for the log.
+    fn take(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: ClientFrameRef<'_>) {
+        let is_say = matches!(frame.request, RequestRef::Say { .. });
+        if matches!(frame.request, RequestRef::Pong { .. }) {
+            return; // answers our ping: no reply, nothing to order
+        }
+        if !s.deferred.is_empty() || (!s.slots.is_empty() && !is_say) {
+            if s.waiting() >= MAX_WAITING {
+                error_push(cx, ErrorCode::RateLimited, "too many requests waiting for the room log");
+                return cx.close_with(CloseReason::Protocol("too many requests in flight".into()));
+            }
+            s.deferred.push_back(frame.into_owned());
+            return;
+        }
+        self.request(cx, s, frame.request_id, frame.request);
+    }
+
+    /// Answers in request order: now, or behind the replies still waiting.
+    fn answer(&self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: ServerFrame) {
+        if s.slots.is_empty() {
+            reply(cx, frame);
+        } else {
+            s.slots.push_back(Slot::Ready(frame));
+        }
+    }
+
     fn request(
         &mut self,
         cx: &mut FramedContext<'_, '_>,
@@ -89,34 +161,20 @@ impl ChatService {
     ) {
         let result = match (req, &s.nick) {
             (RequestRef::Ping { nonce }, _) => Ok(OkBody::Pong { nonce }),
-            (RequestRef::Pong { .. }, _) => return, // answers our ping: no reply
-            (RequestRef::Login { version, nick, token }, None) => {
-                if version != PROTOCOL_VERSION {
-                    reply_err(
-                        cx,
-                        request_id,
-                        ErrorCode::UnsupportedVersion,
-                        "this server speaks protocol version 1",
-                    );
-                    return cx.close();
-                }
-                self.login(cx, s, nick, token)
-            }
+            (RequestRef::Pong { .. }, _) => return,
+            (RequestRef::Login { nick, token, .. }, None) => self.login(cx, s, nick, token),
             (RequestRef::Login { .. }, Some(_)) => {
                 Err((ErrorCode::AlreadyLoggedIn, "already logged in".into()))
             }
             (_, None) => Err((ErrorCode::NotLoggedIn, "log in first".into())),
-            (RequestRef::Join { room }, Some(nick)) => {
+            (RequestRef::Join { room, resume }, Some(nick)) => {
                 let nick = nick.clone();
-                return self.join(cx, s, request_id, room, &nick);
+                return self.join(cx, s, request_id, room, resume, &nick);
             }
-            (RequestRef::Leave { room }, Some(nick)) => {
-                let nick = nick.clone();
-                self.leave(cx, s, room, &nick)
-            }
+            (RequestRef::Leave { room }, Some(_)) => self.leave(cx, s, room),
             (RequestRef::Say { room, text }, Some(nick)) => {
                 let nick = nick.clone();
-                self.say(cx, s, room, text, &nick)
+                return self.say(cx, s, request_id, room, text, &nick);
             }
             (RequestRef::Direct { to, text }, Some(nick)) => {
                 let nick = nick.clone();
@@ -128,10 +186,11 @@ impl ChatService {
                 Err(code) => Err((code, format!("no room {room}"))),
             },
         };
-        match result {
-            Ok(body) => reply(cx, ServerFrame::ok(request_id, body)),
-            Err((code, message)) => reply_err(cx, request_id, code, &message),
-        }
+        let frame = match result {
+            Ok(body) => ServerFrame::ok(request_id, body),
+            Err((code, message)) => ServerFrame::error(request_id, code, &message),
+        };
+        self.answer(cx, s, frame);
     }
 
     fn login(
@@ -158,29 +217,37 @@ impl ChatService {
         s: &mut Session,
         request_id: u32,
         room: &str,
+        resume: Option<crate::protocol::Position>,
         nick: &Arc<str>,
     ) {
+        let fail = |cx: &mut FramedContext<'_, '_>, code, msg: &str| reply_err(cx, request_id, code, msg);
         if s.rooms.iter().any(|m| &*m.name == room) {
-            return reply_err(cx, request_id, ErrorCode::AlreadyMember, &format!("already in {room}"));
+            return fail(cx, ErrorCode::AlreadyMember, &format!("already in {room}"));
         }
         if s.rooms.len() >= self.settings.limits.max_rooms_per_user as usize {
             let max = self.settings.limits.max_rooms_per_user;
-            return reply_err(
-                cx,
-                request_id,
-                ErrorCode::TooManyRooms,
-                &format!("at most {max} rooms per user"),
-            );
+            return fail(cx, ErrorCode::TooManyRooms, &format!("at most {max} rooms per user"));
         }
-        match self.core.join(cx, room, nick) {
-            Ok(joined) => {
-                let history = joined.history.len() as u32;
-                reply(cx, ServerFrame::ok(request_id, OkBody::Joined { members: joined.members, history }));
+        let may_create = self.may_create(s, cx.now());
+        match self.core.join(cx, room, nick, resume, may_create) {
+            Ok((joined, created)) => {
+                if created {
+                    s.created += 1;
+                }
+                let body = OkBody::Joined {
+                    members: joined.members,
+                    history: joined.history.len() as u32,
+                    epoch: joined.epoch,
+                    last_offset: joined.last_offset,
+                    recovered: joined.recovered,
+                };
+                reply(cx, ServerFrame::ok(request_id, body));
                 for m in &joined.history {
                     let push = PushRef::Message {
                         room,
                         id: m.id,
                         ts_us: m.ts_us,
+                        offset: m.offset,
                         from: &m.from,
                         text: &m.text,
                         history: true,
@@ -189,10 +256,23 @@ impl ChatService {
                         log::error!("history message {} does not fit a frame: {e}", m.id);
                     }
                 }
-                let name = lock(&joined.room).name().clone();
+                let name = joined.room.name.clone();
                 s.rooms.push(Membership { name, room: joined.room });
             }
-            Err(code) => reply_err(cx, request_id, code, &format!("cannot join {room}")),
+            Err(ErrorCode::UnknownRoom) if !may_create => {
+                let max = self.settings.room_creations_per_minute;
+                fail(cx, ErrorCode::TooManyRooms, &format!("at most {max} new rooms per minute"));
+            }
+            Err(code) => fail(cx, code, &format!("cannot join {room}")),
+        }
+    }
+
+    /// The error for a room the session is not in: it may not exist.
+    fn not_in(&self, room: &str) -> (ErrorCode, String) {
+        if self.core.room_exists(room) {
+            (ErrorCode::NotMember, format!("not in {room}"))
+        } else {
+            (ErrorCode::UnknownRoom, format!("no room {room}"))
         }
     }
 
@@ -201,15 +281,10 @@ impl ChatService {
         cx: &mut FramedContext<'_, '_>,
         s: &mut Session,
         room: &str,
-        nick: &str,
     ) -> Result<OkBody, (ErrorCode, String)> {
-        let i = s
-            .rooms
-            .iter()
-            .position(|m| &*m.name == room)
-            .ok_or((ErrorCode::NotMember, format!("not in {room}")))?;
-        s.rooms.swap_remove(i);
-        self.core.leave(cx, room, nick).map_err(|c| (c, format!("cannot leave {room}")))?;
+        let Some(i) = s.rooms.iter().position(|m| &*m.name == room) else { return Err(self.not_in(room)) };
+        let m = s.rooms.swap_remove(i);
+        self.core.leave(cx, &m.room).map_err(|c| (c, format!("cannot leave {room}")))?;
         Ok(OkBody::Empty)
     }
 
@@ -237,17 +312,34 @@ impl ChatService {
         &mut self,
         cx: &mut FramedContext<'_, '_>,
         s: &mut Session,
+        request_id: u32,
         room: &str,
         text: &str,
         nick: &Arc<str>,
-    ) -> Result<OkBody, (ErrorCode, String)> {
-        let Some(m) = s.rooms.iter().find(|m| &*m.name == room) else {
-            return Err((ErrorCode::NotMember, format!("not in {room}")));
+    ) {
+        let result = match s.rooms.iter().find(|m| &*m.name == room).map(|m| m.room.clone()) {
+            None => Err(self.not_in(room)),
+            Some(room_ref) => self.check_message(cx, s, text).and_then(|()| {
+                s.next_seq += 1;
+                let me = cx.id();
+                let ack = AckTo { conn: me, token: s.next_seq };
+                self.core
+                    .post(cx, &room_ref, nick, text, Some(me), Some(ack))
+                    .map_err(|c| (c, format!("cannot post to {room}")))
+            }),
         };
-        let room_ref = m.room.clone();
-        self.check_message(cx, s, text)?;
-        let (id, ts_us) = self.core.post(cx, &room_ref, nick, text);
-        Ok(OkBody::Sent { id, ts_us })
+        match result {
+            Ok(p) if !p.stored => s.slots.push_back(Slot::Stored {
+                seq: s.next_seq,
+                request_id,
+                body: OkBody::Sent { id: p.id, ts_us: p.ts_us, offset: p.offset },
+            }),
+            Ok(p) => {
+                let body = OkBody::Sent { id: p.id, ts_us: p.ts_us, offset: p.offset };
+                self.answer(cx, s, ServerFrame::ok(request_id, body));
+            }
+            Err((code, message)) => self.answer(cx, s, ServerFrame::error(request_id, code, &message)),
+        }
     }
 
     fn direct(
@@ -259,13 +351,44 @@ impl ChatService {
         nick: &str,
     ) -> Result<OkBody, (ErrorCode, String)> {
         self.check_message(cx, s, text)?;
-        let (id, ts_us) = self.core.direct(cx, to, nick, text).map_err(|c| (c, format!("no user {to}")))?;
-        Ok(OkBody::Sent { id, ts_us })
+        let p = self.core.direct(cx, to, nick, text).map_err(|c| (c, format!("no user {to}")))?;
+        Ok(OkBody::Sent { id: p.id, ts_us: p.ts_us, offset: 0 })
+    }
+
+    /// The log reported message `seq` stored (or not): its reply and the
+    /// ones queued behind it leave, then the requests that waited run.
+    fn stored(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, seq: u64, ok: bool) {
+        for slot in s.slots.iter_mut() {
+            if let Slot::Stored { seq: q, request_id, body } = slot {
+                if *q == seq {
+                    let frame = if ok {
+                        ServerFrame::ok(*request_id, body.clone())
+                    } else {
+                        ServerFrame::error(
+                            *request_id,
+                            ErrorCode::StoreFailed,
+                            "the message could not be stored",
+                        )
+                    };
+                    *slot = Slot::Ready(frame);
+                    break;
+                }
+            }
+        }
+        while let Some(Slot::Ready(_)) = s.slots.front() {
+            if let Some(Slot::Ready(frame)) = s.slots.pop_front() {
+                reply(cx, frame);
+            }
+        }
+        while s.slots.is_empty() && cx.is_open() {
+            let Some(frame) = s.deferred.pop_front() else { break };
+            let request = frame.request.as_borrowed();
+            self.request(cx, s, frame.request_id, request);
+        }
     }
 
     fn list_rooms(&self) -> OkBody {
-        let all = self.core.rooms();
-        let total = all.len() as u32;
+        let (total, all) = self.core.rooms();
         let rooms = self.fitting(all, |r| 1 + r.name.len() + 4);
         OkBody::Rooms { total, rooms }
     }
@@ -318,6 +441,11 @@ impl FrameHandler for ChatService {
             refilled: now,
             last_heard: now,
             pinged: false,
+            created: 0,
+            created_since: now,
+            slots: VecDeque::new(),
+            deferred: VecDeque::new(),
+            next_seq: 0,
         }
     }
 
@@ -326,14 +454,36 @@ impl FrameHandler for ChatService {
         s.last_heard = cx.now();
         s.pinged = false;
         match ClientFrameRef::decode(&frame) {
-            Ok(f) => self.request(cx, s, f.request_id, f.request),
+            Ok(f) => self.take(cx, s, f),
             Err(e) => {
-                let unreadable = e.request_id.is_none();
-                reply(cx, e.response());
-                if unreadable {
+                let fatal = match e.kind {
+                    // Another version may lay frames out otherwise: nothing
+                    // more from this client can be read (§4.1).
+                    DecodeErrorKind::UnsupportedVersion(v) => {
+                        reply(
+                            cx,
+                            ServerFrame::error(
+                                e.request_id.unwrap_or(0),
+                                ErrorCode::UnsupportedVersion,
+                                format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
+                            ),
+                        );
+                        Some(format!("protocol version {v}"))
+                    }
                     // Without a request id the client cannot match the error
                     // to anything: it is not speaking this protocol.
-                    cx.close_with(CloseReason::Protocol(format!("undecodable frame: {e}")));
+                    _ if e.request_id.is_none() => {
+                        reply(cx, e.response());
+                        Some(format!("undecodable frame: {e}"))
+                    }
+                    _ => {
+                        let frame = e.response();
+                        self.answer(cx, s, frame);
+                        None
+                    }
+                };
+                if let Some(why) = fatal {
+                    cx.close_with(CloseReason::Protocol(why));
                 }
             }
         }
@@ -374,6 +524,17 @@ impl FrameHandler for ChatService {
         cx.set_timer(self.heartbeat_period(), HEARTBEAT);
     }
 
+    fn on_notify(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, token: u64) {
+        if token & ACK != 0 {
+            let seq = token & !(ACK | ACK_FAILED);
+            self.stored(cx, s, seq, token & ACK_FAILED == 0);
+        }
+    }
+
+    fn on_loop_notify(&mut self, cx: &mut FramedContext<'_, '_>, _token: u64) {
+        self.core.deliver_queued(cx);
+    }
+
     fn on_shutdown(&mut self, cx: &mut FramedContext<'_, '_>, _s: &mut Session) {
         let (reason, retry_after_ms) = self.core.going_away();
         send_push(cx, &Push::GoingAway { retry_after_ms, reason });
@@ -383,7 +544,7 @@ impl FrameHandler for ChatService {
         let Some(nick) = s.nick else { return };
         for m in s.rooms {
             // NotMember can only mean the room was already left.
-            let _ = self.core.leave(cx, &m.name, &nick);
+            let _ = self.core.leave(cx, &m.room);
         }
         self.core.logout(&nick, cx.id());
         log::debug!("{nick} ({}) left: {reason}", cx.id());

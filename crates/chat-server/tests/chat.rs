@@ -370,6 +370,7 @@ fn long_lists_are_cut_to_one_frame_and_say_how_many_there_are() {
     let (server, addr) = start(|c| {
         c.chat.max_payload = 1024;
         c.chat.max_rooms_per_user = 100;
+        c.chat.room_creations_per_minute = 100;
     });
     let mut c = login(addr, "lister");
     for i in 0..100 {

@@ -27,6 +27,7 @@ fn start() -> Setup {
     c.http.listen = vec!["127.0.0.1:0".into()];
     c.chat.rate_per_sec = 0;
     c.http.max_wait_ms = 5_000;
+    c.store.data_dir = "none".into();
     let server = ChatServer::start(c).unwrap();
     let tcp = server.local_addrs()[0];
     let http = format!("http://{}", server.http_addrs()[0]);
@@ -65,10 +66,11 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-fn next_message(c: &mut ChatClient) -> (u64, String, String) {
+/// The next room message: (id, offset, from, text).
+fn next_message(c: &mut ChatClient) -> (u64, u64, String, String) {
     loop {
-        if let ServerFrame::Push(Push::Message { id, from, text, .. }) = c.next_event().unwrap() {
-            return (id, from, text);
+        if let ServerFrame::Push(Push::Message { id, offset, from, text, .. }) = c.next_event().unwrap() {
+            return (id, offset, from, text);
         }
     }
 }
@@ -82,19 +84,23 @@ fn http_posts_reach_tcp_members_and_tcp_posts_are_visible_over_http() {
     let (status, body) = s.post("/rooms/lobby/messages", r#"{"nick": "webby", "text": "hello from http"}"#);
     assert_eq!(status, 201, "{body}");
     let posted = json(&body);
-    let (id, from, text) = next_message(&mut alice);
+    let (id, offset, from, text) = next_message(&mut alice);
     assert_eq!((from.as_str(), text.as_str()), ("webby", "hello from http"));
     assert_eq!(posted["id"].as_u64(), Some(id));
+    assert_eq!(posted["offset"].as_u64(), Some(offset));
+    assert_eq!(offset, 1, "the room's first message");
 
     let sent = alice.say("lobby", "hello from tcp").unwrap();
-    let (status, body) = s.get(&format!("/rooms/lobby/messages?since={id}"));
+    assert_eq!(sent.offset, 2);
+    let (status, body) = s.get(&format!("/rooms/lobby/messages?since={offset}"));
     assert_eq!(status, 200);
     let v = json(&body);
     let msgs = v["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0]["from"], "alice");
     assert_eq!(msgs[0]["text"], "hello from tcp");
-    assert_eq!(v["last_id"].as_u64(), Some(sent.id));
+    assert_eq!(v["last_offset"].as_u64(), Some(sent.offset));
+    assert_eq!(msgs[0]["id"].as_u64(), Some(sent.id));
     // Everything since 0: both, oldest first.
     let v = json(&s.get("/rooms/lobby/messages?since=0").1);
     let texts: Vec<&str> =
@@ -109,7 +115,7 @@ fn a_long_poll_is_woken_by_a_tcp_message() {
     let mut bob = s.login("bob");
     bob.join("r").unwrap();
     let first = bob.say("r", "before").unwrap();
-    let url = format!("{}/rooms/r/messages?since={}&wait=5", s.http, first.id);
+    let url = format!("{}/rooms/r/messages?since={}&wait=5", s.http, first.offset);
     let agent = s.agent.clone();
     let poll = thread::spawn(move || {
         let started = Instant::now();
@@ -133,14 +139,15 @@ fn a_long_poll_is_woken_by_a_tcp_message() {
 fn a_long_poll_ends_empty_at_its_wait() {
     let s = start();
     s.post("/rooms/quiet/messages", r#"{"nick": "w", "text": "x"}"#);
-    let last = json(&s.get("/rooms/quiet/messages").1)["last_id"].as_u64().unwrap();
+    let last = json(&s.get("/rooms/quiet/messages").1)["last_offset"].as_u64().unwrap();
+    assert_eq!(last, 1);
     let started = Instant::now();
     let (status, body) = s.get(&format!("/rooms/quiet/messages?since={last}&wait=0.4"));
     assert_eq!(status, 200);
     assert!(started.elapsed() >= Duration::from_millis(350), "{:?}", started.elapsed());
     let v = json(&body);
     assert_eq!(v["messages"].as_array().unwrap().len(), 0);
-    assert_eq!(v["last_id"].as_u64(), Some(last));
+    assert_eq!(v["last_offset"].as_u64(), Some(last));
     s.server.shutdown();
 }
 
@@ -165,7 +172,7 @@ fn rooms_health_and_metrics() {
     assert!(text.contains("switchboard_connections_accepted_total{service=\"chat\"} 1"), "{text}");
     assert!(text.contains("switchboard_connections_open{service=\"http\"} 1"), "{text}");
     assert!(text.contains("chat_users 1"), "{text}");
-    assert!(text.contains("chat_rooms 2"), "{text}");
+    assert!(text.contains("chat_rooms 1"), "rooms in memory: \"two\" has no members: {text}");
     s.server.shutdown();
 }
 

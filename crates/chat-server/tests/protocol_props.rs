@@ -3,8 +3,8 @@
 
 use bytes::BytesMut;
 use chat_server::protocol::{
-    opcode, ClientFrame, ClientFrameRef, ErrorCode, OkBody, PresenceKind, Push, Reply, Request, RoomInfo,
-    ServerFrame, ServerFrameRef, ServerLimits, PROTOCOL_VERSION,
+    opcode, ClientFrame, ClientFrameRef, ErrorCode, OkBody, Position, PresenceKind, Push, Reply, Request,
+    RoomInfo, ServerFrame, ServerFrameRef, ServerLimits, PROTOCOL_VERSION,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -27,7 +27,10 @@ fn token() -> impl Strategy<Value = Option<String>> {
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (name(), token()).prop_map(|(nick, token)| Request::Login { version: PROTOCOL_VERSION, nick, token }),
-        name().prop_map(|room| Request::Join { room }),
+        (name(), proptest::option::of((any::<u64>(), any::<u64>()))).prop_map(|(room, p)| Request::Join {
+            room,
+            resume: p.map(|(epoch, offset)| Position { epoch, offset })
+        }),
         name().prop_map(|room| Request::Leave { room }),
         (name(), text()).prop_map(|(room, text)| Request::Say { room, text }),
         (name(), text()).prop_map(|(to, text)| Request::Direct { to, text }),
@@ -61,8 +64,20 @@ fn ok_body() -> impl Strategy<Value = OkBody> {
     prop_oneof![
         Just(OkBody::Empty),
         limits().prop_map(OkBody::Welcome),
-        (any::<u32>(), any::<u32>()).prop_map(|(members, history)| OkBody::Joined { members, history }),
-        (any::<u64>(), any::<u64>()).prop_map(|(id, ts_us)| OkBody::Sent { id, ts_us }),
+        (any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+            |(members, history, epoch, last_offset, recovered)| OkBody::Joined {
+                members,
+                history,
+                epoch,
+                last_offset,
+                recovered
+            }
+        ),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(id, ts_us, offset)| OkBody::Sent {
+            id,
+            ts_us,
+            offset
+        }),
         (vec((name(), any::<u32>()), 0..20), 0..1000u32).prop_map(|(rooms, extra)| {
             let rooms: Vec<RoomInfo> =
                 rooms.into_iter().map(|(name, members)| RoomInfo { name, members }).collect();
@@ -76,8 +91,16 @@ fn ok_body() -> impl Strategy<Value = OkBody> {
 
 fn push() -> impl Strategy<Value = Push> {
     prop_oneof![
-        (name(), any::<u64>(), any::<u64>(), name(), text(), any::<bool>()).prop_map(
-            |(room, id, ts_us, from, text, history)| Push::Message { room, id, ts_us, from, text, history }
+        (name(), any::<u64>(), any::<u64>(), any::<u64>(), name(), text(), any::<bool>()).prop_map(
+            |(room, id, ts_us, offset, from, text, history)| Push::Message {
+                room,
+                id,
+                ts_us,
+                offset,
+                from,
+                text,
+                history
+            }
         ),
         (any::<u64>(), any::<u64>(), name(), text())
             .prop_map(|(id, ts_us, from, text)| { Push::Direct { id, ts_us, from, text } }),
@@ -87,6 +110,7 @@ fn push() -> impl Strategy<Value = Push> {
         (any::<u32>(), text())
             .prop_map(|(retry_after_ms, reason)| Push::GoingAway { retry_after_ms, reason }),
         (error_code(), text()).prop_map(|(code, message)| Push::Error { code, message }),
+        (name(), any::<u32>()).prop_map(|(room, members)| Push::MemberCount { room, members }),
     ]
 }
 
@@ -225,12 +249,12 @@ proptest! {
 
     #[test]
     fn encode_message_equals_push_encode(
-        room in name(), id in any::<u64>(), ts_us in any::<u64>(),
+        room in name(), id in any::<u64>(), ts_us in any::<u64>(), offset in any::<u64>(),
         from in name(), text in text(), history in any::<bool>(),
     ) {
         let mut fast = BytesMut::new();
-        Push::encode_message(&room, id, ts_us, &from, &text, history, &mut fast);
-        let push = Push::Message { room, id, ts_us, from, text, history };
+        Push::encode_message(&room, id, ts_us, offset, &from, &text, history, &mut fast);
+        let push = Push::Message { room, id, ts_us, offset, from, text, history };
         let mut slow = BytesMut::new();
         push.encode(&mut slow);
         prop_assert_eq!(&fast, &slow);

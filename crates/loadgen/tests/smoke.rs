@@ -19,6 +19,7 @@ fn chat_server() -> (ChatServer, SocketAddr, SocketAddr) {
     config.chat.listen = vec!["127.0.0.1:0".into()];
     config.http.listen = vec!["127.0.0.1:0".into()];
     config.chat.rate_per_sec = 0;
+    config.store.data_dir = "none".into();
     let server = ChatServer::start(config).expect("chat server starts");
     let (chat, http) = (server.local_addrs()[0], server.http_addrs()[0]);
     (server, chat, http)

@@ -67,7 +67,15 @@ fn setup(script: impl FnOnce(&mut Peer) + Send + 'static) -> (ChatClient, JoinHa
 }
 
 fn message(room: &str, id: u64, from: &str, text: &str, history: bool) -> Push {
-    Push::Message { room: room.into(), id, ts_us: 1_000 + id, from: from.into(), text: text.into(), history }
+    Push::Message {
+        room: room.into(),
+        id,
+        ts_us: 1_000 + id,
+        offset: id,
+        from: from.into(),
+        text: text.into(),
+        history,
+    }
 }
 
 fn presence(room: &str, nick: &str) -> Push {
@@ -96,10 +104,10 @@ fn pushes_before_the_reply_are_queued_in_order() {
         assert_eq!(frame.request, Request::Say { room: "r".into(), text: "hi".into() });
         peer.push(message("r", 7, "bob", "one", false));
         peer.push(presence("r", "carol"));
-        peer.send(ServerFrame::ok(frame.request_id, OkBody::Sent { id: 9, ts_us: 99 }));
+        peer.send(ServerFrame::ok(frame.request_id, OkBody::Sent { id: 9, ts_us: 99, offset: 4 }));
         peer.push(message("r", 10, "bob", "two", false));
     });
-    assert_eq!(client.say("r", "hi").unwrap(), Sent { id: 9, ts_us: 99 });
+    assert_eq!(client.say("r", "hi").unwrap(), Sent { id: 9, ts_us: 99, offset: 4 });
     assert_eq!(client.queued_events(), 2);
     assert_eq!(client.next_event().unwrap(), ServerFrame::Push(message("r", 7, "bob", "one", false)));
     assert_eq!(client.next_event().unwrap(), ServerFrame::Push(presence("r", "carol")));
@@ -137,7 +145,10 @@ fn join_collects_history_and_leaves_live_messages_as_events() {
     let (mut client, server) = setup(|peer| {
         let frame = peer.recv();
         peer.push(presence("other", "dave"));
-        peer.send(ServerFrame::ok(frame.request_id, OkBody::Joined { members: 3, history: 2 }));
+        peer.send(ServerFrame::ok(
+            frame.request_id,
+            OkBody::Joined { members: 3, history: 2, epoch: 5, last_offset: 2, recovered: false },
+        ));
         peer.push(message("r", 1, "bob", "old", true));
         peer.push(message("r", 2, "carol", "older", true));
         peer.push(message("r", 3, "bob", "live", false));
@@ -156,7 +167,10 @@ fn join_collects_history_and_leaves_live_messages_as_events() {
 fn broken_history_replay_is_a_protocol_error_and_keeps_the_frame() {
     let (mut client, server) = setup(|peer| {
         let frame = peer.recv();
-        peer.send(ServerFrame::ok(frame.request_id, OkBody::Joined { members: 1, history: 2 }));
+        peer.send(ServerFrame::ok(
+            frame.request_id,
+            OkBody::Joined { members: 1, history: 2, epoch: 5, last_offset: 2, recovered: false },
+        ));
         peer.push(message("r", 1, "bob", "old", true));
         peer.push(message("r", 2, "bob", "live", false));
     });
@@ -316,7 +330,7 @@ fn sender_sends_from_another_thread_and_close_wakes_the_reader() {
     let (mut client, server) = setup(|peer| {
         let frame = peer.recv();
         assert_eq!(frame.request, Request::Direct { to: "bob".into(), text: "yo".into() });
-        peer.send(ServerFrame::ok(frame.request_id, OkBody::Sent { id: 1, ts_us: 2 }));
+        peer.send(ServerFrame::ok(frame.request_id, OkBody::Sent { id: 1, ts_us: 2, offset: 0 }));
         // Wait for the client's close.
         let mut rest = Vec::new();
         peer.stream.read_to_end(&mut rest).unwrap();

@@ -5,10 +5,12 @@ use bytes::{BufMut, BytesMut};
 use super::error::{DecodeError, DecodeErrorKind};
 use super::opcode;
 use super::wire::{put_str8, str8_len, Reader};
-use super::PROTOCOL_VERSION;
+use super::{Position, PROTOCOL_VERSION};
 
 /// Size of the header shared by every client frame: opcode and request id.
 const HEADER_LEN: usize = 1 + 4;
+/// Bit 0 of a `Join`'s flags: a resume position follows.
+const JOIN_RESUME: u8 = 0x01;
 
 /// A request from the client (owned form). See [`RequestRef`] for the
 /// borrowed form the decoders produce without allocating.
@@ -26,10 +28,15 @@ pub enum Request {
         token: Option<String>,
     },
     /// Join a room, creating it if it does not exist. Answered with
-    /// [`OkBody::Joined`](super::OkBody::Joined), then the room's history.
+    /// [`OkBody::Joined`](super::OkBody::Joined), then the room's history:
+    /// the messages after `resume` when they can be recovered, else the
+    /// recent ones.
     Join {
         /// Room name.
         room: String,
+        /// The last position the client saw in this room, to get exactly
+        /// the messages after it.
+        resume: Option<Position>,
     },
     /// Leave a room. Answered with [`OkBody::Empty`](super::OkBody::Empty).
     Leave {
@@ -89,6 +96,8 @@ pub enum RequestRef<'a> {
     Join {
         /// Room name.
         room: &'a str,
+        /// The last position the client saw in this room.
+        resume: Option<Position>,
     },
     /// See [`Request::Leave`].
     Leave {
@@ -140,7 +149,7 @@ impl Request {
             Request::Login { version, nick, token } => {
                 RequestRef::Login { version: *version, nick, token: token.as_deref() }
             }
-            Request::Join { room } => RequestRef::Join { room },
+            Request::Join { room, resume } => RequestRef::Join { room, resume: *resume },
             Request::Leave { room } => RequestRef::Leave { room },
             Request::Say { room, text } => RequestRef::Say { room, text },
             Request::Direct { to, text } => RequestRef::Direct { to, text },
@@ -176,7 +185,7 @@ impl RequestRef<'_> {
                 nick: nick.to_owned(),
                 token: token.filter(|t| !t.is_empty()).map(str::to_owned),
             },
-            RequestRef::Join { room } => Request::Join { room: room.into() },
+            RequestRef::Join { room, resume } => Request::Join { room: room.into(), resume },
             RequestRef::Leave { room } => Request::Leave { room: room.into() },
             RequestRef::Say { room, text } => Request::Say { room: room.into(), text: text.into() },
             RequestRef::Direct { to, text } => Request::Direct { to: to.into(), text: text.into() },
@@ -191,9 +200,8 @@ impl RequestRef<'_> {
     fn body_len(&self) -> usize {
         match self {
             RequestRef::Login { nick, token, .. } => 1 + str8_len(nick) + str8_len(token.unwrap_or_default()),
-            RequestRef::Join { room } | RequestRef::Leave { room } | RequestRef::Who { room } => {
-                str8_len(room)
-            }
+            RequestRef::Join { room, resume } => str8_len(room) + 1 + resume.map_or(0, |_| 16),
+            RequestRef::Leave { room } | RequestRef::Who { room } => str8_len(room),
             RequestRef::Say { room: name, text } | RequestRef::Direct { to: name, text } => {
                 str8_len(name) + text.len()
             }
@@ -209,9 +217,18 @@ impl RequestRef<'_> {
                 put_str8(dst, nick);
                 put_str8(dst, token.unwrap_or_default());
             }
-            RequestRef::Join { room } | RequestRef::Leave { room } | RequestRef::Who { room } => {
+            RequestRef::Join { room, resume } => {
                 put_str8(dst, room);
+                match resume {
+                    Some(p) => {
+                        dst.put_u8(JOIN_RESUME);
+                        dst.put_u64(p.epoch);
+                        dst.put_u64(p.offset);
+                    }
+                    None => dst.put_u8(0),
+                }
             }
+            RequestRef::Leave { room } | RequestRef::Who { room } => put_str8(dst, room),
             RequestRef::Say { room: name, text } | RequestRef::Direct { to: name, text } => {
                 put_str8(dst, name);
                 dst.put_slice(text.as_bytes());
@@ -304,7 +321,15 @@ impl<'a> ClientFrameRef<'a> {
                 let token = r.opt_str8()?;
                 RequestRef::Login { version, nick, token }
             }
-            opcode::JOIN => RequestRef::Join { room: r.name()? },
+            opcode::JOIN => {
+                let room = r.name()?;
+                let resume = match r.u8()? {
+                    0 => None,
+                    JOIN_RESUME => Some(Position { epoch: r.u64()?, offset: r.u64()? }),
+                    _ => return Err(r.err(DecodeErrorKind::InvalidField("join flags"))),
+                };
+                RequestRef::Join { room, resume }
+            }
             opcode::LEAVE => RequestRef::Leave { room: r.name()? },
             opcode::SAY => {
                 let room = r.name()?;

@@ -69,11 +69,14 @@ pub enum ErrorCode {
     /// The client does not read fast enough and its outgoing queue
     /// overflowed. Sent as a push; the server then closes the connection.
     SlowConsumer = 503,
+    /// The message could not be stored (a full disk, a store that went
+    /// away): it was not delivered to anyone; the client may retry.
+    StoreFailed = 504,
 }
 
 impl ErrorCode {
     /// Every error code, in numeric order.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::Malformed,
         ErrorCode::UnknownOpcode,
         ErrorCode::InvalidUtf8,
@@ -97,6 +100,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::IdleTimeout,
         ErrorCode::SlowConsumer,
+        ErrorCode::StoreFailed,
     ];
 
     /// The numeric value sent on the wire.
@@ -130,6 +134,7 @@ impl ErrorCode {
             501 => ErrorCode::ShuttingDown,
             502 => ErrorCode::IdleTimeout,
             503 => ErrorCode::SlowConsumer,
+            504 => ErrorCode::StoreFailed,
             _ => return None,
         })
     }
@@ -160,6 +165,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "server shutting down",
             ErrorCode::IdleTimeout => "idle timeout",
             ErrorCode::SlowConsumer => "slow consumer",
+            ErrorCode::StoreFailed => "store failed",
         }
     }
 }

@@ -75,13 +75,13 @@ use std::fmt;
 pub use client::{ClientFrame, ClientFrameRef, Request, RequestRef};
 pub use error::{DecodeError, DecodeErrorKind, ErrorCode};
 pub use push::{PresenceKind, Push, PushRef};
-pub use reply::{OkBody, Reply, RoomInfo, ServerLimits};
+pub use reply::{OkBody, Position, Reply, RoomInfo, ServerLimits};
 pub use server::{ServerFrame, ServerFrameRef};
 
 /// The protocol version implemented by this module, sent in
 /// [`Request::Login`]. A server answers any other version with
 /// [`ErrorCode::UnsupportedVersion`] and closes the connection.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Maximum length of a nickname or room name, in bytes.
 pub const MAX_NAME_LEN: usize = 32;
@@ -144,6 +144,8 @@ pub mod opcode {
     pub const GOING_AWAY: u8 = 0x84;
     /// Push: an error not tied to a request, usually sent just before close.
     pub const ERROR_PUSH: u8 = 0x85;
+    /// Push: a room's member count (large rooms, instead of presence).
+    pub const MEMBER_COUNT: u8 = 0x86;
 }
 
 /// Kinds of `OK` reply bodies: the byte after the request id in an

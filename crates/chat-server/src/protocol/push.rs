@@ -40,6 +40,8 @@ pub enum Push {
         id: u64,
         /// Server timestamp, unix microseconds.
         ts_us: u64,
+        /// The message's position in the room's log (1, 2, 3, ...).
+        offset: u64,
         /// Sender nickname.
         from: String,
         /// Message text.
@@ -88,6 +90,14 @@ pub enum Push {
         /// Human-readable detail.
         message: String,
     },
+    /// The member count of a room the client is in, sent instead of
+    /// presence events in rooms above the server's presence threshold.
+    MemberCount {
+        /// Room name.
+        room: String,
+        /// Members now.
+        members: u32,
+    },
 }
 
 /// A push borrowing its strings from the payload it was decoded from.
@@ -101,6 +111,8 @@ pub enum PushRef<'a> {
         id: u64,
         /// Server timestamp, unix microseconds.
         ts_us: u64,
+        /// The message's position in the room's log.
+        offset: u64,
         /// Sender nickname.
         from: &'a str,
         /// Message text.
@@ -148,22 +160,31 @@ pub enum PushRef<'a> {
         /// Human-readable detail.
         message: &'a str,
     },
+    /// See [`Push::MemberCount`].
+    MemberCount {
+        /// Room name.
+        room: &'a str,
+        /// Members now.
+        members: u32,
+    },
 }
 
 impl Push {
     /// Appends the payload of a room message push to `dst` without building
     /// a [`Push`]: the server encodes each message once and shares the bytes
     /// with every member.
+    #[allow(clippy::too_many_arguments)]
     pub fn encode_message(
         room: &str,
         id: u64,
         ts_us: u64,
+        offset: u64,
         from: &str,
         text: &str,
         history: bool,
         dst: &mut BytesMut,
     ) {
-        PushRef::Message { room, id, ts_us, from, text, history }.encode(dst);
+        PushRef::Message { room, id, ts_us, offset, from, text, history }.encode(dst);
     }
 
     /// Appends the payload of a direct message push to `dst` without
@@ -180,9 +201,15 @@ impl Push {
     /// A borrowed view of this push.
     pub fn as_borrowed(&self) -> PushRef<'_> {
         match self {
-            Push::Message { room, id, ts_us, from, text, history } => {
-                PushRef::Message { room, id: *id, ts_us: *ts_us, from, text, history: *history }
-            }
+            Push::Message { room, id, ts_us, offset, from, text, history } => PushRef::Message {
+                room,
+                id: *id,
+                ts_us: *ts_us,
+                offset: *offset,
+                from,
+                text,
+                history: *history,
+            },
             Push::Direct { id, ts_us, from, text } => PushRef::Direct { id: *id, ts_us: *ts_us, from, text },
             Push::Presence { room, nick, kind } => PushRef::Presence { room, nick, kind: *kind },
             Push::Ping { nonce } => PushRef::Ping { nonce: *nonce },
@@ -190,6 +217,7 @@ impl Push {
                 PushRef::GoingAway { retry_after_ms: *retry_after_ms, reason }
             }
             Push::Error { code, message } => PushRef::Error { code: *code, message },
+            Push::MemberCount { room, members } => PushRef::MemberCount { room, members: *members },
         }
     }
 }
@@ -204,6 +232,7 @@ impl<'a> PushRef<'a> {
             PushRef::Ping { .. } => opcode::SERVER_PING,
             PushRef::GoingAway { .. } => opcode::GOING_AWAY,
             PushRef::Error { .. } => opcode::ERROR_PUSH,
+            PushRef::MemberCount { .. } => opcode::MEMBER_COUNT,
         }
     }
 
@@ -211,13 +240,14 @@ impl<'a> PushRef<'a> {
     pub fn encoded_len(&self) -> usize {
         1 + match self {
             PushRef::Message { room, from, text, .. } => {
-                1 + 16 + str8_len(room) + str8_len(from) + text.len()
+                1 + 24 + str8_len(room) + str8_len(from) + text.len()
             }
             PushRef::Direct { from, text, .. } => 16 + str8_len(from) + text.len(),
             PushRef::Presence { room, nick, .. } => 1 + str8_len(room) + str8_len(nick),
             PushRef::Ping { .. } => 8,
             PushRef::GoingAway { reason, .. } => 4 + reason.len(),
             PushRef::Error { message, .. } => 2 + message.len(),
+            PushRef::MemberCount { room, .. } => str8_len(room) + 4,
         }
     }
 
@@ -226,10 +256,11 @@ impl<'a> PushRef<'a> {
         dst.reserve(self.encoded_len());
         dst.put_u8(self.opcode());
         match self {
-            PushRef::Message { room, id, ts_us, from, text, history } => {
+            PushRef::Message { room, id, ts_us, offset, from, text, history } => {
                 dst.put_u8(if *history { FLAG_HISTORY } else { 0 });
                 dst.put_u64(*id);
                 dst.put_u64(*ts_us);
+                dst.put_u64(*offset);
                 put_str8(dst, room);
                 put_str8(dst, from);
                 dst.put_slice(text.as_bytes());
@@ -254,6 +285,10 @@ impl<'a> PushRef<'a> {
                 dst.put_u16(code.as_u16());
                 dst.put_slice(message.as_bytes());
             }
+            PushRef::MemberCount { room, members } => {
+                put_str8(dst, room);
+                dst.put_u32(*members);
+            }
         }
     }
 
@@ -267,10 +302,11 @@ impl<'a> PushRef<'a> {
                 }
                 let id = r.u64()?;
                 let ts_us = r.u64()?;
+                let offset = r.u64()?;
                 let room = r.name()?;
                 let from = r.name()?;
                 let text = r.text()?;
-                PushRef::Message { room, id, ts_us, from, text, history: flags & FLAG_HISTORY != 0 }
+                PushRef::Message { room, id, ts_us, offset, from, text, history: flags & FLAG_HISTORY != 0 }
             }
             opcode::DIRECT_MESSAGE => {
                 let id = r.u64()?;
@@ -297,6 +333,11 @@ impl<'a> PushRef<'a> {
                 let message = r.text()?;
                 PushRef::Error { code, message }
             }
+            opcode::MEMBER_COUNT => {
+                let room = r.name()?;
+                let members = r.u32()?;
+                PushRef::MemberCount { room, members }
+            }
             _ => return Err(r.err(DecodeErrorKind::UnknownOpcode(op))),
         })
     }
@@ -304,9 +345,15 @@ impl<'a> PushRef<'a> {
     /// Copies the borrowed strings into an owned [`Push`].
     pub fn into_owned(self) -> Push {
         match self {
-            PushRef::Message { room, id, ts_us, from, text, history } => {
-                Push::Message { room: room.into(), id, ts_us, from: from.into(), text: text.into(), history }
-            }
+            PushRef::Message { room, id, ts_us, offset, from, text, history } => Push::Message {
+                room: room.into(),
+                id,
+                ts_us,
+                offset,
+                from: from.into(),
+                text: text.into(),
+                history,
+            },
             PushRef::Direct { id, ts_us, from, text } => {
                 Push::Direct { id, ts_us, from: from.into(), text: text.into() }
             }
@@ -318,6 +365,7 @@ impl<'a> PushRef<'a> {
                 Push::GoingAway { retry_after_ms, reason: reason.into() }
             }
             PushRef::Error { code, message } => Push::Error { code, message: message.into() },
+            PushRef::MemberCount { room, members } => Push::MemberCount { room: room.into(), members },
         }
     }
 }

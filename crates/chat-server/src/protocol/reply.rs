@@ -73,6 +73,20 @@ impl Default for ServerLimits {
     }
 }
 
+/// Size of a `Joined` body: members, history, epoch, last offset, recovered.
+const JOINED_LEN: usize = 4 + 4 + 8 + 8 + 1;
+
+/// A place in a room's log: the log's epoch and a message offset in it.
+/// A client keeps the position of the last message it saw in each room and
+/// joins with it after a reconnect to get exactly what it missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Position {
+    /// The log's epoch (see [`OkBody::Joined`]).
+    pub epoch: u64,
+    /// A message offset; 0 is "before the first message".
+    pub offset: u64,
+}
+
 /// A room and its member count, as listed by [`OkBody::Rooms`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RoomInfo {
@@ -97,13 +111,27 @@ pub enum OkBody {
         members: u32,
         /// Number of history message pushes that follow.
         history: u32,
+        /// The room log's epoch: it changes only when the stored log was
+        /// lost, so positions of another epoch mean nothing here.
+        epoch: u64,
+        /// Offset of the room's latest message (0: none yet). Live messages
+        /// continue from `last_offset + 1`.
+        last_offset: u64,
+        /// True when the join asked to resume and the history that follows
+        /// is exactly every message after its position; false when it is
+        /// the recent history instead (no position given, another epoch,
+        /// or older than the server keeps).
+        recovered: bool,
     },
-    /// Message accepted (answers `Say` and `Direct`).
+    /// Message accepted, and stored as the server's durability policy
+    /// requires (answers `Say` and `Direct`).
     Sent {
         /// Server-assigned message id.
         id: u64,
         /// Server timestamp, unix microseconds.
         ts_us: u64,
+        /// The message's offset in its room's log; 0 for a direct message.
+        offset: u64,
     },
     /// Room list (answers `ListRooms`).
     Rooms {
@@ -147,8 +175,8 @@ impl OkBody {
         match self {
             OkBody::Empty => 0,
             OkBody::Welcome(_) => ServerLimits::ENCODED_LEN,
-            OkBody::Joined { .. } => 8,
-            OkBody::Sent { .. } => 16,
+            OkBody::Joined { .. } => JOINED_LEN,
+            OkBody::Sent { .. } => 24,
             OkBody::Pong { .. } => 8,
             OkBody::Rooms { rooms, .. } => 8 + rooms.iter().map(|r| str8_len(&r.name) + 4).sum::<usize>(),
             OkBody::Members { nicks, .. } => 8 + nicks.iter().map(|n| str8_len(n)).sum::<usize>(),
@@ -160,13 +188,17 @@ impl OkBody {
         match self {
             OkBody::Empty => {}
             OkBody::Welcome(limits) => limits.encode(dst),
-            OkBody::Joined { members, history } => {
+            OkBody::Joined { members, history, epoch, last_offset, recovered } => {
                 dst.put_u32(*members);
                 dst.put_u32(*history);
+                dst.put_u64(*epoch);
+                dst.put_u64(*last_offset);
+                dst.put_u8(u8::from(*recovered));
             }
-            OkBody::Sent { id, ts_us } => {
+            OkBody::Sent { id, ts_us, offset } => {
                 dst.put_u64(*id);
                 dst.put_u64(*ts_us);
+                dst.put_u64(*offset);
             }
             OkBody::Rooms { total, rooms } => {
                 dst.put_u32(*total);
@@ -192,8 +224,18 @@ impl OkBody {
         Ok(match kind {
             body_kind::EMPTY => OkBody::Empty,
             body_kind::WELCOME => OkBody::Welcome(ServerLimits::decode(r)?),
-            body_kind::JOINED => OkBody::Joined { members: r.u32()?, history: r.u32()? },
-            body_kind::SENT => OkBody::Sent { id: r.u64()?, ts_us: r.u64()? },
+            body_kind::JOINED => OkBody::Joined {
+                members: r.u32()?,
+                history: r.u32()?,
+                epoch: r.u64()?,
+                last_offset: r.u64()?,
+                recovered: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(r.err(DecodeErrorKind::InvalidField("recovered flag"))),
+                },
+            },
+            body_kind::SENT => OkBody::Sent { id: r.u64()?, ts_us: r.u64()?, offset: r.u64()? },
             body_kind::ROOMS => {
                 let (total, count) = list_header(r)?;
                 // Each entry takes at least 6 bytes: never trust `count`

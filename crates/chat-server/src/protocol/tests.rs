@@ -38,7 +38,11 @@ fn all_requests() -> Vec<ClientFrame> {
             Request::Login { version: PROTOCOL_VERSION, nick: "alice".into(), token: Some("k3y".into()) },
         ),
         client(u32::MAX, Request::Login { version: PROTOCOL_VERSION, nick: "B.o_b-9".into(), token: None }),
-        client(2, Request::Join { room: "lobby".into() }),
+        client(2, Request::Join { room: "lobby".into(), resume: None }),
+        client(
+            2,
+            Request::Join { room: "lobby".into(), resume: Some(Position { epoch: u64::MAX, offset: 0 }) },
+        ),
         client(3, Request::Leave { room: "lobby".into() }),
         client(4, Request::Say { room: "lobby".into(), text: "hello, wörld ✓".into() }),
         client(5, Request::Say { room: "r".into(), text: String::new() }),
@@ -54,8 +58,21 @@ fn all_server_frames() -> Vec<ServerFrame> {
     vec![
         ServerFrame::ok(1, OkBody::Empty),
         ServerFrame::ok(2, OkBody::Welcome(ServerLimits::default())),
-        ServerFrame::ok(3, OkBody::Joined { members: 10_000, history: 100 }),
-        ServerFrame::ok(4, OkBody::Sent { id: 42, ts_us: 7 }),
+        ServerFrame::ok(
+            3,
+            OkBody::Joined {
+                members: 10_000,
+                history: 100,
+                epoch: 9,
+                last_offset: u64::MAX,
+                recovered: true,
+            },
+        ),
+        ServerFrame::ok(
+            3,
+            OkBody::Joined { members: 1, history: 0, epoch: 0, last_offset: 0, recovered: false },
+        ),
+        ServerFrame::ok(4, OkBody::Sent { id: 42, ts_us: 7, offset: 3 }),
         ServerFrame::ok(
             5,
             OkBody::Rooms {
@@ -75,6 +92,7 @@ fn all_server_frames() -> Vec<ServerFrame> {
             room: "lobby".into(),
             id: 1,
             ts_us: 2,
+            offset: 1,
             from: "alice".into(),
             text: "hi".into(),
             history: true,
@@ -83,6 +101,7 @@ fn all_server_frames() -> Vec<ServerFrame> {
             room: "lobby".into(),
             id: u64::MAX,
             ts_us: u64::MAX,
+            offset: u64::MAX,
             from: "alice".into(),
             text: String::new(),
             history: false,
@@ -101,6 +120,7 @@ fn all_server_frames() -> Vec<ServerFrame> {
         ServerFrame::Push(Push::Ping { nonce: 5 }),
         ServerFrame::Push(Push::GoingAway { retry_after_ms: 5_000, reason: "restarting".into() }),
         ServerFrame::Push(Push::Error { code: ErrorCode::IdleTimeout, message: "idle for 60 s".into() }),
+        ServerFrame::Push(Push::MemberCount { room: "big".into(), members: 12_345 }),
     ]
 }
 
@@ -137,6 +157,7 @@ fn encode_message_matches_push_encode() {
         room: "lobby".into(),
         id: 42,
         ts_us: 1_735_689_600_000_000,
+        offset: 5,
         from: "alice".into(),
         text: "hello".into(),
         history: true,
@@ -144,7 +165,7 @@ fn encode_message_matches_push_encode() {
     let mut a = BytesMut::new();
     push.encode(&mut a);
     let mut b = BytesMut::new();
-    Push::encode_message("lobby", 42, 1_735_689_600_000_000, "alice", "hello", true, &mut b);
+    Push::encode_message("lobby", 42, 1_735_689_600_000_000, 5, "alice", "hello", true, &mut b);
     assert_eq!(a, b);
 
     let direct = Push::Direct { id: 1, ts_us: 2, from: "bob".into(), text: "x".into() };
@@ -164,9 +185,10 @@ fn encode_appends() {
 
 #[test]
 fn empty_token_is_no_token() {
-    let frame = client(1, Request::Login { version: 1, nick: "a".into(), token: Some(String::new()) });
+    let frame =
+        client(1, Request::Login { version: PROTOCOL_VERSION, nick: "a".into(), token: Some(String::new()) });
     let decoded = ClientFrame::decode(&encode_client(&frame)).unwrap();
-    assert_eq!(decoded.request, Request::Login { version: 1, nick: "a".into(), token: None });
+    assert_eq!(decoded.request, Request::Login { version: PROTOCOL_VERSION, nick: "a".into(), token: None });
 }
 
 // ---------------------------------------------------------------------------
@@ -181,17 +203,22 @@ fn example_frames() -> Vec<Vec<u8>> {
         Request::Login { version: PROTOCOL_VERSION, nick: "alice".into(), token: Some("k3y".into()) },
     ));
     let welcome = encode_server(&ServerFrame::ok(1, OkBody::Welcome(limits)));
-    let join = encode_client(&client(2, Request::Join { room: "lobby".into() }));
-    let joined = encode_server(&ServerFrame::ok(2, OkBody::Joined { members: 2, history: 0 }));
+    let epoch = 0x1122_3344_5566_7788;
+    let resume = Some(Position { epoch, offset: 41 });
+    let join = encode_client(&client(2, Request::Join { room: "lobby".into(), resume }));
+    let joined = encode_server(&ServerFrame::ok(
+        2,
+        OkBody::Joined { members: 2, history: 0, epoch, last_offset: 41, recovered: true },
+    ));
     let presence = encode_server(&ServerFrame::Push(Push::Presence {
         room: "lobby".into(),
         nick: "alice".into(),
         kind: PresenceKind::Joined,
     }));
     let say = encode_client(&client(3, Request::Say { room: "lobby".into(), text: "hello".into() }));
-    let sent = encode_server(&ServerFrame::ok(3, OkBody::Sent { id: 42, ts_us }));
+    let sent = encode_server(&ServerFrame::ok(3, OkBody::Sent { id: 42, ts_us, offset: 42 }));
     let mut message = BytesMut::new();
-    Push::encode_message("lobby", 42, ts_us, "alice", "hello", false, &mut message);
+    Push::encode_message("lobby", 42, ts_us, 42, "alice", "hello", false, &mut message);
     [login, welcome, join, joined, presence, say, sent, message.to_vec()]
         .iter()
         .map(|p| with_prefix(p))
@@ -201,18 +228,22 @@ fn example_frames() -> Vec<Vec<u8>> {
 #[rustfmt::skip]
 const EXAMPLE_HEX: [&[u8]; 8] = [
     // Login
-    &[0x00, 0x00, 0x00, 0x10, 0x01, 0x00, 0x00, 0x00, 0x01, 0x01,
+    &[0x00, 0x00, 0x00, 0x10, 0x01, 0x00, 0x00, 0x00, 0x01, 0x02,
       0x05, b'a', b'l', b'i', b'c', b'e', 0x03, b'k', b'3', b'y'],
     // OK / Welcome
     &[0x00, 0x00, 0x00, 0x1e, 0x40, 0x00, 0x00, 0x00, 0x01, 0x01,
       0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x32, 0x00, 0x00, 0x00, 0x20,
       0x00, 0x00, 0x27, 0x10, 0x00, 0x00, 0x00, 0x64, 0x00, 0x00, 0xea, 0x60],
     // Join
-    &[0x00, 0x00, 0x00, 0x0b, 0x02, 0x00, 0x00, 0x00, 0x02,
-      0x05, b'l', b'o', b'b', b'b', b'y'],
+    &[0x00, 0x00, 0x00, 0x1c, 0x02, 0x00, 0x00, 0x00, 0x02,
+      0x05, b'l', b'o', b'b', b'b', b'y', 0x01,
+      0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29],
     // OK / Joined
-    &[0x00, 0x00, 0x00, 0x0e, 0x40, 0x00, 0x00, 0x00, 0x02, 0x02,
-      0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00],
+    &[0x00, 0x00, 0x00, 0x1f, 0x40, 0x00, 0x00, 0x00, 0x02, 0x02,
+      0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00,
+      0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, 0x01],
     // Presence
     &[0x00, 0x00, 0x00, 0x0e, 0x82, 0x01,
       0x05, b'l', b'o', b'b', b'b', b'y', 0x05, b'a', b'l', b'i', b'c', b'e'],
@@ -220,13 +251,15 @@ const EXAMPLE_HEX: [&[u8]; 8] = [
     &[0x00, 0x00, 0x00, 0x10, 0x04, 0x00, 0x00, 0x00, 0x03,
       0x05, b'l', b'o', b'b', b'b', b'y', b'h', b'e', b'l', b'l', b'o'],
     // OK / Sent
-    &[0x00, 0x00, 0x00, 0x16, 0x40, 0x00, 0x00, 0x00, 0x03, 0x03,
-      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a,
-      0x00, 0x06, 0x2a, 0x99, 0xba, 0x0c, 0x60, 0x00],
-    // Message push
-    &[0x00, 0x00, 0x00, 0x23, 0x80, 0x00,
+    &[0x00, 0x00, 0x00, 0x1e, 0x40, 0x00, 0x00, 0x00, 0x03, 0x03,
       0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a,
       0x00, 0x06, 0x2a, 0x99, 0xba, 0x0c, 0x60, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a],
+    // Message push
+    &[0x00, 0x00, 0x00, 0x2b, 0x80, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a,
+      0x00, 0x06, 0x2a, 0x99, 0xba, 0x0c, 0x60, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a,
       0x05, b'l', b'o', b'b', b'b', b'y', 0x05, b'a', b'l', b'i', b'c', b'e',
       b'h', b'e', b'l', b'l', b'o'],
 ];
@@ -247,7 +280,7 @@ fn worked_example_decodes() {
         ClientFrameRef::decode(payload(0)).unwrap(),
         ClientFrameRef {
             request_id: 1,
-            request: RequestRef::Login { version: 1, nick: "alice", token: Some("k3y") }
+            request: RequestRef::Login { version: PROTOCOL_VERSION, nick: "alice", token: Some("k3y") }
         }
     );
     assert_eq!(
@@ -264,6 +297,7 @@ fn worked_example_decodes() {
             room: "lobby",
             id: 42,
             ts_us: 1_735_689_600_000_000,
+            offset: 42,
             from: "alice",
             text: "hello",
             history: false
@@ -377,14 +411,14 @@ fn unknown_opcodes() {
     assert_eq!(client_err(&[0x00, 0, 0, 0, 0]).kind, DecodeErrorKind::UnknownOpcode(0));
     let ping = encode_client(&client(1, Request::Ping { nonce: 1 }));
     assert_eq!(server_err(&ping).kind, DecodeErrorKind::UnknownOpcode(opcode::PING));
-    for op in [0x00, 0x42, 0x7f, 0x86, 0xff] {
+    for op in [0x00, 0x42, 0x7f, 0x87, 0xff] {
         assert_eq!(server_err(&[op, 0, 0, 0, 0, 0, 0, 0, 0]).kind, DecodeErrorKind::UnknownOpcode(op));
     }
 }
 
 #[test]
 fn trailing_bytes() {
-    let mut bytes = encode_client(&client(4, Request::Join { room: "a".into() }));
+    let mut bytes = encode_client(&client(4, Request::Join { room: "a".into(), resume: None }));
     bytes.push(0);
     assert_eq!(client_err(&bytes), DecodeError { request_id: Some(4), kind: DecodeErrorKind::TrailingBytes });
     let mut bytes = encode_client(&client(4, Request::ListRooms));
@@ -393,7 +427,7 @@ fn trailing_bytes() {
     let mut bytes = encode_server(&ServerFrame::Push(Push::Ping { nonce: 1 }));
     bytes.push(0);
     assert_eq!(server_err(&bytes).kind, DecodeErrorKind::TrailingBytes);
-    let mut bytes = encode_server(&ServerFrame::ok(1, OkBody::Sent { id: 1, ts_us: 1 }));
+    let mut bytes = encode_server(&ServerFrame::ok(1, OkBody::Sent { id: 1, ts_us: 1, offset: 1 }));
     bytes.push(0);
     assert_eq!(server_err(&bytes), DecodeError { request_id: Some(1), kind: DecodeErrorKind::TrailingBytes });
 }
@@ -405,7 +439,7 @@ fn invalid_utf8() {
     assert_eq!(err, DecodeError { request_id: Some(3), kind: DecodeErrorKind::InvalidUtf8 });
     assert_eq!(err.code(), ErrorCode::InvalidUtf8);
     // Truncated multi-byte sequence in a token.
-    let err = client_err(&[0x01, 0, 0, 0, 1, 1, 1, b'a', 2, 0xc3, 0x28]);
+    let err = client_err(&[0x01, 0, 0, 0, 1, 2, 1, b'a', 2, 0xc3, 0x28]);
     assert_eq!(err.kind, DecodeErrorKind::InvalidUtf8);
     // Name with a non-UTF-8 byte.
     let err = client_err(&[0x02, 0, 0, 0, 1, 1, 0x80]);
@@ -427,7 +461,7 @@ fn invalid_names_rejected() {
         ("a/b", NameError::InvalidChar { ch: '/' }),
     ] {
         assert_eq!(validate_name(name), Err(expected), "{name:?}");
-        let bytes = encode_client(&client(6, Request::Join { room: name.into() }));
+        let bytes = encode_client(&client(6, Request::Join { room: name.into(), resume: None }));
         assert_eq!(
             client_err(&bytes),
             DecodeError { request_id: Some(6), kind: DecodeErrorKind::InvalidName(expected) }
@@ -448,7 +482,7 @@ fn invalid_names_rejected() {
 
 #[test]
 fn unsupported_version() {
-    for version in [0, 2, 0xff] {
+    for version in [0, 1, 3, 0xff] {
         let bytes = encode_client(&client(11, Request::Login { version, nick: "alice".into(), token: None }));
         let err = client_err(&bytes);
         assert_eq!(
@@ -463,10 +497,26 @@ fn unsupported_version() {
 }
 
 #[test]
+fn join_flags_are_strict() {
+    let plain = encode_client(&client(4, Request::Join { room: "a".into(), resume: None }));
+    assert_eq!(plain, [0x02, 0, 0, 0, 4, 1, b'a', 0x00]);
+    // Unknown flag bits, a missing flags byte, a truncated position.
+    let err = client_err(&[0x02, 0, 0, 0, 4, 1, b'a', 0x02]);
+    assert_eq!(err.kind, DecodeErrorKind::InvalidField("join flags"));
+    assert_eq!(err.request_id, Some(4));
+    assert_eq!(client_err(&[0x02, 0, 0, 0, 4, 1, b'a']).kind, DecodeErrorKind::Truncated);
+    assert_eq!(client_err(&[0x02, 0, 0, 0, 4, 1, b'a', 0x01, 0, 0]).kind, DecodeErrorKind::Truncated);
+    // Version 1 (no flags byte) is refused by version, before the layout.
+    let v1 = client_err(&[0x01, 0, 0, 0, 1, 1, 1, b'a', 0]);
+    assert_eq!(v1.kind, DecodeErrorKind::UnsupportedVersion(1));
+    assert_eq!(v1.code(), ErrorCode::UnsupportedVersion);
+}
+
+#[test]
 fn invalid_enumerated_fields() {
     // Unknown flag bit in a message push.
     let mut msg = BytesMut::new();
-    Push::encode_message("r", 1, 2, "a", "t", false, &mut msg);
+    Push::encode_message("r", 1, 2, 3, "a", "t", false, &mut msg);
     msg[1] = 0x02;
     assert_eq!(server_err(&msg).kind, DecodeErrorKind::InvalidField("message flags"));
     // Presence kind 0 and 3.
@@ -475,6 +525,13 @@ fn invalid_enumerated_fields() {
         assert_eq!(err.kind, DecodeErrorKind::InvalidField("presence kind"));
         assert_eq!(err.code(), ErrorCode::Malformed);
     }
+    // A recovered flag other than 0 or 1.
+    let mut joined = encode_server(&ServerFrame::ok(
+        5,
+        OkBody::Joined { members: 1, history: 0, epoch: 1, last_offset: 0, recovered: false },
+    ));
+    *joined.last_mut().unwrap() = 2;
+    assert_eq!(server_err(&joined).kind, DecodeErrorKind::InvalidField("recovered flag"));
     // Unknown body kind.
     let err = server_err(&[0x40, 0, 0, 0, 5, 0x07]);
     assert_eq!(err, DecodeError { request_id: Some(5), kind: DecodeErrorKind::InvalidField("body kind") });
@@ -501,7 +558,7 @@ fn huge_list_count_does_not_allocate_or_hang() {
 fn long_str8_fields_are_truncated_at_char_boundary() {
     // 254 ASCII bytes then a 2-byte character: cut before the character.
     let token = format!("{}é", "t".repeat(254));
-    let frame = client(1, Request::Login { version: 1, nick: "a".into(), token: Some(token) });
+    let frame = client(1, Request::Login { version: PROTOCOL_VERSION, nick: "a".into(), token: Some(token) });
     let bytes = encode_client(&frame);
     let decoded = ClientFrame::decode(&bytes).unwrap();
     let Request::Login { token, .. } = decoded.request else {
@@ -509,8 +566,8 @@ fn long_str8_fields_are_truncated_at_char_boundary() {
     };
     assert_eq!(token.unwrap(), "t".repeat(254));
     // A too-long name is cut to 255 bytes, which the peer rejects.
-    let bytes = encode_client(&client(2, Request::Join { room: "r".repeat(300) }));
-    assert_eq!(bytes.len(), 5 + 1 + 255);
+    let bytes = encode_client(&client(2, Request::Join { room: "r".repeat(300), resume: None }));
+    assert_eq!(bytes.len(), 5 + 1 + 255 + 1);
     assert_eq!(client_err(&bytes).kind, DecodeErrorKind::InvalidName(NameError::TooLong { len: 255 }));
 }
 
@@ -519,7 +576,7 @@ fn long_str8_fields_are_truncated_at_char_boundary() {
 
 #[test]
 fn error_codes_are_stable() {
-    let expected: [(ErrorCode, u16); 23] = [
+    let expected: [(ErrorCode, u16); 24] = [
         (ErrorCode::Malformed, 100),
         (ErrorCode::UnknownOpcode, 101),
         (ErrorCode::InvalidUtf8, 102),
@@ -543,6 +600,7 @@ fn error_codes_are_stable() {
         (ErrorCode::ShuttingDown, 501),
         (ErrorCode::IdleTimeout, 502),
         (ErrorCode::SlowConsumer, 503),
+        (ErrorCode::StoreFailed, 504),
     ];
     assert_eq!(ErrorCode::ALL.len(), expected.len());
     for ((code, value), listed) in expected.iter().zip(ErrorCode::ALL) {
@@ -588,6 +646,7 @@ fn protocol_md_lists_every_error_code_and_opcode() {
         opcode::SERVER_PING,
         opcode::GOING_AWAY,
         opcode::ERROR_PUSH,
+        opcode::MEMBER_COUNT,
     ] {
         let cell = format!("| `0x{op:02X}` |");
         assert!(doc.contains(&cell), "PROTOCOL.md lacks opcode {cell}");
@@ -637,6 +696,7 @@ fn limits_defaults_and_text_headroom() {
         room,
         id: u64::MAX,
         ts_us: u64::MAX,
+        offset: u64::MAX,
         from: from.clone(),
         text: text.clone(),
         history: true,

@@ -25,9 +25,17 @@ pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+/// A config file for `addr` with an in-memory room log; `extra` lines go
+/// under `[chat]`.
 pub fn write_config(path: &Path, addr: SocketAddr, extra: &str) {
+    write_config_store(path, addr, "data_dir = \"none\"", extra);
+}
+
+/// A config file for `addr`; `store` lines go under `[store]`, `extra`
+/// lines under `[chat]`.
+pub fn write_config_store(path: &Path, addr: SocketAddr, store: &str, extra: &str) {
     let text = format!(
-        "threads = 2\nshutdown_grace_ms = 3000\n[http]\nlisten = []\n[chat]\nlisten = [\"{addr}\"]\nrate_per_sec = 0\n{extra}\n"
+        "threads = 2\nshutdown_grace_ms = 3000\n[http]\nlisten = []\n[store]\n{store}\n[chat]\nlisten = [\"{addr}\"]\nrate_per_sec = 0\n{extra}\n"
     );
     std::fs::write(path, text).unwrap();
 }
@@ -111,6 +119,7 @@ pub fn start_server(edit: impl FnOnce(&mut Config)) -> (ChatServer, SocketAddr) 
     c.chat.listen = vec!["127.0.0.1:0".into()];
     c.http.listen = vec![];
     c.chat.rate_per_sec = 0;
+    c.store.data_dir = "none".into();
     edit(&mut c);
     c.validate().expect("test config is valid");
     let server = ChatServer::start(c).expect("start server");

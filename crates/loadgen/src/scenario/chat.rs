@@ -84,8 +84,8 @@ fn live_message_text(payload: &[u8]) -> Option<&[u8]> {
     if payload.first() != Some(&opcode::MESSAGE) || payload.get(1) != Some(&0) {
         return None;
     }
-    // opcode, flags, id and timestamp: 18 bytes; then room and sender.
-    let from_at = 19 + usize::from(*payload.get(18)?);
+    // opcode, flags, id, timestamp and offset: 26 bytes; then room and sender.
+    let from_at = 27 + usize::from(*payload.get(26)?);
     payload.get(from_at + 1 + usize::from(*payload.get(from_at)?)..)
 }
 
@@ -100,7 +100,7 @@ impl Wire for ChatWire {
         let token = Some(self.token.as_str()).filter(|t| !t.is_empty());
         let login = RequestRef::Login { version: PROTOCOL_VERSION, nick: &self.nick, token };
         send(&mut self.scratch, out, LOGIN_ID, login);
-        send(&mut self.scratch, out, JOIN_ID, RequestRef::Join { room: &self.room });
+        send(&mut self.scratch, out, JOIN_ID, RequestRef::Join { room: &self.room, resume: None });
     }
 
     fn publish(&mut self, out: &mut Vec<u8>, payload: &[u8]) {
@@ -192,7 +192,7 @@ mod tests {
             reqs.iter().map(|f| (f.request_id, f.request.clone())).collect::<Vec<_>>(),
             [
                 (LOGIN_ID, Request::Login { version: PROTOCOL_VERSION, nick: "lg1_0".into(), token: None }),
-                (JOIN_ID, Request::Join { room: "room0".into() }),
+                (JOIN_ID, Request::Join { room: "room0".into(), resume: None }),
                 (3, Request::Say { room: "room0".into(), text: "stamp".into() }),
             ]
         );
@@ -205,6 +205,7 @@ mod tests {
                 room: "room0".into(),
                 id: 9,
                 ts_us: 1,
+                offset: 1,
                 from: "lg1_1".into(),
                 text: text.into(),
                 history,
@@ -212,7 +213,10 @@ mod tests {
         };
         let stream = [
             framed(ServerFrame::ok(LOGIN_ID, OkBody::Welcome(ServerLimits::default()))),
-            framed(ServerFrame::ok(JOIN_ID, OkBody::Joined { members: 2, history: 1 })),
+            framed(ServerFrame::ok(
+                JOIN_ID,
+                OkBody::Joined { members: 2, history: 1, epoch: 1, last_offset: 1, recovered: false },
+            )),
             message("old", true),
             message("new", false),
             framed(ServerFrame::error(3, ErrorCode::RateLimited, "slow down")),

@@ -1,12 +1,12 @@
 //! `chat-http`: the fan-out workload through the chat server's HTTP
 //! endpoints, as a browser-era chat client would use them: senders `POST
 //! /rooms/{room}/messages`, members long-poll `GET
-//! /rooms/{room}/messages?since=ID&wait=S` and poll again from the
-//! `last_id` of each answer. Same stamps, schedule, checks and delivery
+//! /rooms/{room}/messages?since=OFFSET&wait=S` and poll again from the
+//! `last_offset` of each answer. Same stamps, schedule, checks and delivery
 //! latency as `chat`, so the two measure the cost of HTTP on one workload.
 //!
 //! Every client first posts a greeting: its `201` says the room exists and
-//! gives the id a member polls from. Senders only post (one connection
+//! gives the offset a member polls from. Senders only post (one connection
 //! cannot post while its long poll holds the pipeline), so, like `chat`,
 //! where the server does not echo a message to its sender, a message owes
 //! one delivery to every other member; a room may therefore have only one
@@ -108,7 +108,7 @@ impl HttpChatWire {
     }
 
     /// The next message text of the answer being read, or the answer's
-    /// end (its `last_id` taken, the next poll queued).
+    /// end (its `last_offset` taken, the next poll queued).
     fn next_of_answer<'a>(
         &mut self,
         input: &'a [u8],
@@ -125,8 +125,8 @@ impl HttpChatWire {
             return Ok((Event::Message(&body[start..end]), 0));
         }
         self.answer = None;
-        self.since =
-            number_after(&body[..a.body_end], br#""last_id":"#).ok_or("a poll answer without last_id")?;
+        self.since = number_after(&body[..a.body_end], br#""last_offset":"#)
+            .ok_or("a poll answer without last_offset")?;
         self.poll(out);
         Ok((Event::Other, a.len))
     }
@@ -173,8 +173,8 @@ impl Wire for HttpChatWire {
             Asked::Post => Ok(Some((Event::Other, r.len))),
             Asked::Greeting => {
                 if self.member {
-                    self.since = number_after(&input[body_start..r.len], br#""id":"#)
-                        .ok_or("a 201 to a post without the message id")?;
+                    self.since = number_after(&input[body_start..r.len], br#""offset":"#)
+                        .ok_or("a 201 to a post without the message offset")?;
                     self.poll(out);
                 }
                 Ok(Some((Event::Joined, r.len)))
@@ -238,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn a_member_greets_then_polls_from_each_last_id() {
+    fn a_member_greets_then_polls_from_each_last_offset() {
         let mut w = HttpChatWire::new("127.0.0.1:8080".into(), "room0", "lg1_3".into(), true);
         let mut out = Vec::new();
         w.handshake(&mut out);
@@ -248,7 +248,7 @@ mod tests {
         assert!(req.ends_with(&format!("Content-Length: {}\r\n\r\n{body}", body.len())), "{req}");
         out.clear();
 
-        let greeted = response("201 Created", r#"{"id":41,"ts_us":5}"#);
+        let greeted = response("201 Created", r#"{"id":7041,"ts_us":5,"offset":41}"#);
         assert_eq!(events(&mut w, &greeted, &mut out), [("Joined".to_string(), greeted.len())]);
         assert_eq!(
             String::from_utf8_lossy(&out),
@@ -258,7 +258,7 @@ mod tests {
 
         let answer = response(
             "200 OK",
-            r#"{"room":"room0","messages":[{"id":42,"ts_us":1,"from":"a","text":"one"},{"id":43,"ts_us":2,"from":"b","text":"t\"wo"}],"last_id":43}"#,
+            r#"{"room":"room0","epoch":9,"messages":[{"id":42,"ts_us":1,"offset":42,"from":"a","text":"one"},{"id":43,"ts_us":2,"offset":43,"from":"b","text":"t\"wo"}],"last_offset":43}"#,
         );
         let got = events(&mut w, &answer, &mut out);
         assert_eq!(
@@ -272,8 +272,8 @@ mod tests {
         assert!(String::from_utf8_lossy(&out).starts_with("GET /rooms/room0/messages?since=43&wait=30 "));
         out.clear();
 
-        // A poll that timed out: nothing new, poll again from the same id.
-        let empty = response("200 OK", r#"{"room":"room0","messages":[],"last_id":43}"#);
+        // A poll that timed out: nothing new, poll again from the same offset.
+        let empty = response("200 OK", r#"{"room":"room0","epoch":9,"messages":[],"last_offset":43}"#);
         assert_eq!(events(&mut w, &empty, &mut out), [("Other".to_string(), empty.len())]);
         assert!(String::from_utf8_lossy(&out).contains("since=43&"));
     }
@@ -285,7 +285,7 @@ mod tests {
         w.handshake(&mut out);
         w.publish(&mut out, b"0000abcd");
         out.clear();
-        let mut input = response("201 Created", r#"{"id":1,"ts_us":5}"#);
+        let mut input = response("201 Created", r#"{"id":1,"ts_us":5,"offset":1}"#);
         input.extend(response("429 Too Many Requests", r#"{"error":"RateLimited"}"#));
         let got = events(&mut w, &input, &mut out);
         assert_eq!(got[0].0, "Joined");

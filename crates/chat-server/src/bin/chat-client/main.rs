@@ -322,7 +322,7 @@ impl Session {
                     state.rooms.retain(|r| r != room);
                     state.rooms.push(room.to_owned());
                 }
-                self.send(Pending::Join(room.into()), RequestRef::Join { room })?;
+                self.send(Pending::Join(room.into()), RequestRef::Join { room, resume: None })?;
             }
             Command::Leave(room) => match room_or_current(room) {
                 Some(room) => {

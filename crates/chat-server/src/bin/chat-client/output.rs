@@ -123,17 +123,17 @@ impl Printer {
             Reply::Error { code, message } => return self.error_reply(&pending, code, &message),
         };
         let (script, human) = match (pending, body) {
-            (Pending::Join(room), OkBody::Joined { members, history }) => (
+            (Pending::Join(room), OkBody::Joined { members, history, .. }) => (
                 format!("ok join room={room} members={members} history={history}"),
                 Some(format!("* joined #{room} ({})", plural(members, "member"))),
             ),
             (Pending::Leave(room), OkBody::Empty) => {
                 (format!("ok leave room={room}"), Some(format!("* left #{room}")))
             }
-            (Pending::Say(room), OkBody::Sent { id, ts_us }) => {
+            (Pending::Say(room), OkBody::Sent { id, ts_us, .. }) => {
                 (format!("ok say room={room} id={id} ts={ts_us}"), None)
             }
-            (Pending::Direct { to, text }, OkBody::Sent { id, ts_us }) => (
+            (Pending::Direct { to, text }, OkBody::Sent { id, ts_us, .. }) => (
                 format!("ok direct to={to} id={id} ts={ts_us}"),
                 Some(format!("-> {to} (direct): {}", escape(&text))),
             ),
@@ -181,7 +181,7 @@ impl Printer {
 
     pub fn push(&self, push: Push) {
         let (script, human) = match push {
-            Push::Message { room, id, ts_us, from, text, history } => {
+            Push::Message { room, id, ts_us, from, text, history, .. } => {
                 let (keyword, mark) = if history { ("history", " (history)") } else { ("message", "") };
                 let text = escape(&text);
                 (
@@ -223,6 +223,10 @@ impl Printer {
                     Some(format!("! server: {code} ({}): {message}", code.as_u16())),
                 )
             }
+            Push::MemberCount { room, members } => (
+                format!("members room={room} count={members}"),
+                Some(format!("* #{room}: {members} members")),
+            ),
         };
         self.out(script, human);
     }
