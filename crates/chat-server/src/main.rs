@@ -156,6 +156,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    // A file-size limit (RLIMIT_FSIZE) reached by the room log must be a
+    // failed write (error replies), not a signal that kills the server.
+    // SAFETY: setting a signal's disposition to ignore, before any thread.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     // Inherited state is read and cleared before any thread starts.
     let ready_fd = upgrade::take_ready_fd();
     let inherited = match listeners::inherited() {

@@ -5,7 +5,9 @@
 mod common;
 
 use chat_server::client::{ChatClient, ClientError};
-use common::{free_addr, temp_dir, write_config, Server, TIMEOUT};
+use chat_server::protocol::{ErrorCode, Position, Push, ServerFrame};
+use common::{free_addr, temp_dir, write_config, write_config_store, Server, TIMEOUT};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -148,4 +150,150 @@ fn a_successor_with_a_bad_config_leaves_the_old_process_serving() {
     before.ping().expect("existing client still served");
     let mut after = ChatClient::connect(addr, TIMEOUT).unwrap();
     after.login("after", None).expect("new clients still served");
+}
+
+/// Connects and logs in as `nick`, retrying while the server is away.
+fn reconnect(addr: SocketAddr, nick: &str, deadline: Instant) -> ChatClient {
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let attempt = ChatClient::connect(addr, TIMEOUT).map_err(ClientError::Io).and_then(|mut c| {
+            c.login(nick, None)?;
+            Ok(c)
+        });
+        match attempt {
+            Ok(c) => return c,
+            // The old connection may still hold the nickname for a moment.
+            Err(_) if Instant::now() < deadline => {
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => panic!("{nick}: cannot reconnect: {e}"),
+        }
+    }
+}
+
+/// Closes `old` (releasing its nickname once the server sees it), then
+/// reconnects.
+fn reconnect_after_close(old: &ChatClient, addr: SocketAddr, nick: &str, deadline: Instant) -> ChatClient {
+    let _ = old.sender().close();
+    reconnect(addr, nick, deadline)
+}
+
+/// A member that reads the room until `stop`, reconnecting and resuming
+/// from the last message it saw. Returns every (offset, text) it was shown.
+fn resuming_member(addr: SocketAddr, nick: String, stop: Arc<AtomicBool>) -> (Vec<(u64, String)>, usize) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut seen: Vec<(u64, String)> = Vec::new();
+    let mut position: Option<Position> = None;
+    let mut reconnects = 0;
+    'connection: while Instant::now() < deadline {
+        let mut c = reconnect(addr, &nick, deadline);
+        let joined = match c.join_from("live", position) {
+            Ok(j) => j,
+            Err(_) => continue,
+        };
+        if position.is_some() {
+            reconnects += 1;
+            assert!(joined.recovered, "{nick}: resume from {position:?} not recovered");
+        }
+        for m in joined.history {
+            seen.push((m.offset, m.text));
+        }
+        position =
+            Some(Position { epoch: joined.epoch, offset: seen.last().map_or(joined.last_offset, |m| m.0) });
+        loop {
+            match c.poll_event(Duration::from_millis(50)) {
+                Ok(Some(ServerFrame::Push(Push::Message { offset, text, .. }))) => {
+                    seen.push((offset, text));
+                    position = position.map(|p| Position { offset, ..p });
+                }
+                Ok(Some(ServerFrame::Push(Push::GoingAway { .. }))) | Err(_) => continue 'connection,
+                Ok(_) => {}
+            }
+            if stop.load(Ordering::Relaxed)
+                && c.poll_event(Duration::from_millis(300)).ok().flatten().is_none()
+            {
+                break 'connection;
+            }
+        }
+    }
+    (seen, reconnects)
+}
+
+/// Posts `n` numbered messages, one at a time; a message refused or whose
+/// answer was lost to a closed connection is sent again on a new one.
+/// Returns text -> offset of every acknowledged message.
+fn resending_sender(addr: SocketAddr, nick: String, n: usize) -> HashMap<String, u64> {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut acked = HashMap::new();
+    let mut c = reconnect(addr, &nick, deadline);
+    c.join("live").unwrap();
+    let mut i = 0;
+    while i < n {
+        let text = format!("{nick}:{i}");
+        match c.say("live", &text) {
+            Ok(sent) => {
+                acked.insert(text, sent.offset);
+                i += 1;
+                thread::sleep(Duration::from_millis(3));
+            }
+            Err(ClientError::Server { code: ErrorCode::StoreFailed | ErrorCode::ShuttingDown, .. })
+            | Err(ClientError::Closed)
+            | Err(ClientError::Io(_))
+            | Err(ClientError::Server { code: ErrorCode::NotMember, .. }) => {
+                assert!(Instant::now() < deadline, "{nick}: no end to the upgrade");
+                // Let go of the nickname before taking it again.
+                let fresh = reconnect_after_close(&c, addr, &nick, deadline);
+                c = fresh;
+                let _ = c.join("live");
+            }
+            Err(e) => panic!("{nick}: {e}"),
+        }
+    }
+    acked
+}
+
+#[test]
+fn an_upgrade_under_chat_load_loses_and_repeats_nothing() {
+    let dir = temp_dir("upgrade-load");
+    let (config, pid_file) = (dir.join("chat.toml"), dir.join("chat.pid"));
+    let addr = free_addr();
+    let store = format!("data_dir = \"{}\"\nfsync = \"always\"", dir.join("data").display());
+    write_config_store(&config, addr, &store, "");
+    let old = Server::start_with(&config, &["--pid-file", pid_file.to_str().unwrap()]);
+    let old_pid = old.child.id();
+    wait_for("pid file", || read_pid(&pid_file) == Some(old_pid));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let members: Vec<_> = (0..4)
+        .map(|i| {
+            let stop = stop.clone();
+            thread::spawn(move || resuming_member(addr, format!("member{i}"), stop))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    let senders: Vec<_> =
+        (0..3).map(|i| thread::spawn(move || resending_sender(addr, format!("sender{i}"), 300))).collect();
+    thread::sleep(Duration::from_millis(400));
+    old.signal(libc::SIGUSR2);
+    old.wait_log("is serving; draining");
+    wait_for("the new pid file", || read_pid(&pid_file).is_some_and(|p| p != old_pid));
+    let new_pid = read_pid(&pid_file).unwrap();
+
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    for s in senders {
+        acked.extend(s.join().unwrap().into_iter().map(|(text, offset)| (offset, text)));
+    }
+    acked.sort();
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<(Vec<(u64, String)>, usize)> = members.into_iter().map(|m| m.join().unwrap()).collect();
+    // SAFETY: ending the successor we started through the old process.
+    unsafe { libc::kill(new_pid as i32, libc::SIGTERM) };
+    wait_for("the new process to exit", || !alive(new_pid));
+    assert_eq!(acked.len(), 900);
+    for (i, (seen, reconnects)) in results.iter().enumerate() {
+        assert!(*reconnects >= 1, "member {i} went through the upgrade");
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "member {i}: no duplicate, order kept");
+        assert_eq!(seen, &acked, "member {i}: exactly every acknowledged message");
+    }
 }

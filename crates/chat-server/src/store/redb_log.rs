@@ -170,13 +170,9 @@ impl RedbLog {
         }
         let path = dir.join(FILE_NAME);
         if !path.exists() {
-            let mut parent = dir;
-            while !parent.exists() {
-                parent = parent.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            }
-            if !writable(parent) {
-                return Err(OpenError::Failed(format!("{}: not writable", parent.display())));
-            }
+            probe(dir).map_err(|e| {
+                OpenError::Failed(format!("{}: cannot create the room log there: {e}", dir.display()))
+            })?;
             return Ok(format!("{}: will be created", path.display()));
         }
         let opened =
@@ -292,12 +288,33 @@ impl RedbLog {
     }
 }
 
-/// Whether this process may create files in `dir`.
+/// Whether this process may create files in `dir` (by trying: permission
+/// bits do not stop root, a read-only mount or /proc does).
 fn writable(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
-    // SAFETY: access(2) on a NUL-terminated path.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+    probe(dir).is_ok()
+}
+
+/// Creates `dir` (and missing parents) and a file in it, then removes what
+/// it created.
+fn probe(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.exists() {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => d = p,
+            _ => break,
+        }
+    }
+    let result = std::fs::create_dir_all(dir).and_then(|()| {
+        let f = dir.join(format!(".chat-server-check-{}", std::process::id()));
+        std::fs::write(&f, b"")?;
+        std::fs::remove_file(&f)
+    });
+    for m in &missing {
+        let _ = std::fs::remove_dir(m);
+    }
+    result
 }
 
 fn entry((offset, (id, ts_us, from, text)): (u64, (u64, u64, &str, &str))) -> Entry {
