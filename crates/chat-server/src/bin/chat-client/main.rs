@@ -5,6 +5,10 @@
 //! chat-client --connect 127.0.0.1:7000 --nick alice [--token T]
 //! ```
 //!
+//! - **Terminal UI** ([`tui`]) when stdin is a terminal: a pane per room
+//!   and per conversation, a side list with unread counts and the members
+//!   of the current room, an input line with editing and history, and
+//!   reconnection by itself after a restart (for `--reconnect-for`).
 //! - **Script mode** ([`script`]) when stdin is not a terminal, or with
 //!   `--script`: one command per line in, one event per line out, in the
 //!   stable format of [`script::FORMATS`] (`chat-client --help` shows it).
@@ -21,6 +25,7 @@ use clap::Parser;
 
 mod command;
 mod script;
+mod tui;
 
 /// Chat client: a terminal UI on a terminal, line-oriented in scripts.
 #[derive(Parser, Debug)]
@@ -41,6 +46,10 @@ pub struct Args {
     /// Timeout to connect, to log in, and to wait for outstanding replies at the end.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Terminal UI: how long to keep trying to reconnect after the connection is lost
+    /// (e.g. 30s, 10m; 0 never reconnects).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub reconnect_for: Duration,
     /// Script mode even when stdin is a terminal.
     #[arg(long)]
     pub script: bool,
@@ -68,9 +77,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     env_logger::init();
     let args = Args::parse();
-    // The terminal UI comes next; until then the script format everywhere.
-    let _ = (args.script, io::stdin().is_terminal());
-    script::run(&args)
+    if args.script || !io::stdin().is_terminal() || !io::stdout().is_terminal() {
+        script::run(&args)
+    } else {
+        tui::run(&args)
+    }
 }
 
 #[cfg(test)]
