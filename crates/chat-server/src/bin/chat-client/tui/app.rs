@@ -260,6 +260,7 @@ impl App {
         };
         let shown = index == self.current;
         let pane = &mut self.panes[index];
+        // RESUME: the room log's per-room offset (and epoch) becomes the key.
         if matches!(pane.id, PaneId::Room(_)) {
             pane.last_seen = Some(key);
         }
@@ -334,6 +335,7 @@ impl App {
                     self.close_pane(index);
                 }
             }
+            // RESUME: `Sent` will carry the message's offset in the room.
             (Pending::Say { room, token }, OkBody::Sent { id, ts_us }) => {
                 let pane = self.pane(PaneId::Room(room));
                 pane.acknowledged(token, LastSeen { id, ts_us });

@@ -179,6 +179,9 @@ impl App {
                     continue;
                 }
             };
+            // RESUME: with a resumed join the server sends only what came
+            // after `last_seen`, or says it could not (epoch changed, too
+            // old): mark a possible gap then. The dedup stays as a guard.
             let missed: Vec<_> = {
                 let pane = self.pane(id.clone());
                 pane.joined = true;
