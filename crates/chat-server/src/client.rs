@@ -23,6 +23,9 @@
 //!   kept, and a reply that comes later shows up in `next_event`.
 //! * **Two threads**: [`ChatClient::sender`] returns a [`ChatSender`] that
 //!   sends requests from another thread while one thread reads events.
+//! * **Reconnecting**: [`reconnect`] has the back-off schedule and a
+//!   [`Reconnector`](reconnect::Reconnector) that logs in again and joins
+//!   a list of rooms again, after `GoingAway` or a dropped connection.
 //! * Incoming frames may be up to [`MAX_INCOMING_PAYLOAD`] (1 MiB) long, the
 //!   largest `max_payload` a server may announce.
 //!
@@ -72,6 +75,7 @@ use crate::protocol::{
 };
 
 mod error;
+pub mod reconnect;
 #[cfg(test)]
 mod tests;
 
