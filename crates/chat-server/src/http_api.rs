@@ -257,8 +257,32 @@ impl ChatHttp {
         }
         let _ = writeln!(out, "# HELP chat_users Users logged in.\n# TYPE chat_users gauge");
         let _ = writeln!(out, "chat_users {}", self.core.user_count());
-        let _ = writeln!(out, "# HELP chat_rooms Rooms held.\n# TYPE chat_rooms gauge");
+        let _ = writeln!(
+            out,
+            "# HELP chat_rooms Rooms in memory (rooms without members leave it).\n# TYPE chat_rooms gauge"
+        );
         let _ = writeln!(out, "chat_rooms {}", self.core.room_count());
+        if let Some(log) = self.core.log_stats() {
+            use std::sync::atomic::Ordering::Relaxed;
+            let counters = [
+                ("chat_log_appends_total", "Messages stored in the room log.", log.appends.load(Relaxed)),
+                (
+                    "chat_log_commits_total",
+                    "Room log transactions (one per batch).",
+                    log.commits.load(Relaxed),
+                ),
+                ("chat_log_fsyncs_total", "Durable room log commits (fsyncs).", log.fsyncs.load(Relaxed)),
+                ("chat_log_failures_total", "Room log writes that failed.", log.failures.load(Relaxed)),
+                (
+                    "chat_log_overflows_total",
+                    "Messages refused: the log's queue was full.",
+                    log.overflows.load(Relaxed),
+                ),
+            ];
+            for (name, help, value) in counters {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            }
+        }
         Response::text(200, out).content_type("text/plain; version=0.0.4; charset=utf-8")
     }
 }
