@@ -358,14 +358,13 @@ impl Drop for TestHost {
     }
 }
 
+/// Needs root and iproute2 (a network namespace), so it is ignored by a
+/// plain `cargo test`; `.ci/run` runs it as root with `--ignored`, and then
+/// a namespace that cannot be made is a failure, never a silent pass.
 #[test]
+#[ignore = "needs root and iproute2: run with --ignored (.ci/run does)"]
 fn a_half_open_peer_is_detected_and_closed() {
-    let Some(host) = TestHost::create() else {
-        // CI runs as root and sets REQUIRE_NETNS, so there this cannot be skipped.
-        assert!(std::env::var_os("REQUIRE_NETNS").is_none(), "cannot create a network namespace");
-        eprintln!("skipped: creating a network namespace needs root and iproute2");
-        return;
-    };
+    let host = TestHost::create().expect("cannot create a network namespace (needs root and iproute2)");
     let (server, addr) = start(|c| {
         c.chat.listen = vec!["127.0.0.1:0".into(), format!("{}:0", TestHost::SERVER_IP)];
         c.chat.idle_timeout_ms = 800;
