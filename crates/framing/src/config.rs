@@ -77,7 +77,7 @@ impl FrameConfig {
         usize::from(self.length_field_length)
     }
 
-    /// Bytes before the length field (decode only: the encoder does not write them).
+    /// Bytes before the length field (the encoder takes them from the front of each message).
     pub fn length_field_offset(&self) -> usize {
         self.length_field_offset
     }
@@ -103,8 +103,8 @@ impl FrameConfig {
         self.fail_fast
     }
 
-    /// Bytes the encoder writes before each payload: the length field only, as tokio-util does
-    /// (no offset bytes are invented).
+    /// Bytes the encoder adds to each message: the length field (the bytes before it are part of
+    /// the message; see [`encode`](FrameConfig::encode)).
     pub fn header_len(&self) -> usize {
         self.length_field_length()
     }
@@ -215,8 +215,8 @@ impl FrameConfigBuilder {
         self
     }
 
-    /// Bytes before the length field (default 0). Decode only: the encoder writes the length
-    /// field alone, so a protocol with a leading header writes that header itself.
+    /// Bytes before the length field (default 0). The encoder takes them from the front of each
+    /// message and refuses a message too short to hold them.
     #[must_use]
     pub fn length_field_offset(mut self, offset: usize) -> Self {
         self.length_field_offset = offset;
