@@ -5,7 +5,7 @@
 
 use crate::protocol::{ErrorCode, PresenceKind, Push, PushRef, RoomInfo, ServerLimits};
 use bytes::Bytes;
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use reactor::{ConnId, Context};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -225,8 +225,7 @@ impl ChatCore {
         if let Some(frame) =
             self.frame(PushRef::Presence { room: room_name, nick, kind: PresenceKind::Joined })
         {
-            let sent = cx.broadcast(&r.ids, &frame);
-            cx.count_frames_out(sent as u64);
+            cx.broadcast(&r.ids, &frame);
         }
         r.ids.push(cx.id());
         r.nicks.push(nick.clone());
@@ -248,8 +247,7 @@ impl ChatCore {
         r.nicks.swap_remove(i);
         if let Some(frame) = self.frame(PushRef::Presence { room: room_name, nick, kind: PresenceKind::Left })
         {
-            let sent = cx.broadcast(&r.ids, &frame);
-            cx.count_frames_out(sent as u64);
+            cx.broadcast(&r.ids, &frame);
         }
         Ok(())
     }
@@ -266,8 +264,7 @@ impl ChatCore {
         if let Some(frame) =
             self.frame(PushRef::Message { room: &name, id, ts_us, from, text, history: false })
         {
-            let sent = cx.broadcast_others(&r.ids, &frame);
-            cx.count_frames_out(sent as u64);
+            cx.broadcast_others(&r.ids, &frame);
         }
         if history_len > 0 {
             while r.history.len() >= history_len {
@@ -335,7 +332,6 @@ impl ChatCore {
         let (id, ts_us) = self.stamp();
         let frame = self.frame(PushRef::Direct { id, ts_us, from, text }).ok_or(ErrorCode::TextTooLong)?;
         cx.send_to(target, frame);
-        cx.count_frames_out(1);
         Ok((id, ts_us))
     }
 
@@ -373,18 +369,17 @@ impl ChatCore {
 }
 
 impl ChatCore {
-    /// Encodes a push once as a whole frame (4-byte big-endian length, as
-    /// the chat transport is), to share among recipients. `None` if it would
-    /// not fit the frame limit, which callers prevent by checking text
-    /// lengths first.
+    /// Encodes a push once, to share among recipients: each recipient's
+    /// codec frames it (the chat transport puts the 4-byte length before
+    /// it). `None` if it would not fit the frame limit, which callers
+    /// prevent by checking text lengths first.
     pub fn frame(&self, push: PushRef<'_>) -> Option<Bytes> {
         let len = push.encoded_len();
         if len > self.max_payload() as usize {
             log::error!("a push of {len} bytes does not fit the frame limit");
             return None;
         }
-        let mut buf = BytesMut::with_capacity(4 + len);
-        buf.put_u32(len as u32);
+        let mut buf = BytesMut::with_capacity(len);
         push.encode(&mut buf);
         Some(buf.freeze())
     }

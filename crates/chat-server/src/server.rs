@@ -10,7 +10,7 @@ use crate::session::ChatService;
 use bytes::{BufMut, Bytes, BytesMut};
 use framing::FrameConfig;
 use http1::{HttpConfig, HttpService};
-use reactor::{Framed, Reactor, ReactorHandle, ServiceConfig, SlowConsumerPolicy};
+use reactor::{FrameCodec, Reactor, ReactorHandle, Service, ServiceConfig, ServiceId, SlowConsumerPolicy};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -159,7 +159,7 @@ impl ChatServer {
             builder = match bound.kind {
                 ServiceKind::Chat => {
                     builder.service_on(service_config(&config, &name), listener, move |_| {
-                        Framed::new(frames, ChatService::new(core.clone()))
+                        Service::new(FrameCodec::new(frames), ChatService::new(core.clone()))
                     })
                 }
                 ServiceKind::Http => {
@@ -231,7 +231,7 @@ impl ChatServer {
                 ServiceKind::Chat => service_config(&new, &name),
                 ServiceKind::Http => http_service_config(&new, &name),
             };
-            handle.reconfigure(i, service)?;
+            handle.reconfigure(ServiceId::from_index(i), service).map_err(|e| e.to_string())?;
         }
         self.core.reload(settings(&new));
         let (listen, http, threads) =

@@ -5,9 +5,8 @@ use crate::core::{lock, send_push, ChatCore, RoomRef, Settings};
 use crate::protocol::{
     ClientFrameRef, ErrorCode, OkBody, Push, PushRef, RequestRef, ServerFrame, PROTOCOL_VERSION,
 };
-use bytes::Bytes;
 use framing::FrameError;
-use reactor::{CloseReason, FrameHandler, FramedContext};
+use reactor::{CloseReason, Context, Frame, FrameCodec, FrameDecodeError, FramedContext, Handler};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -304,7 +303,8 @@ fn error_push(cx: &mut FramedContext<'_, '_>, code: ErrorCode, message: &str) {
     send_push(cx, &Push::Error { code, message: message.to_string() });
 }
 
-impl FrameHandler for ChatService {
+impl Handler for ChatService {
+    type Codec = FrameCodec;
     type Conn = Session;
 
     fn on_open(&mut self, cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) -> Session {
@@ -321,7 +321,7 @@ impl FrameHandler for ChatService {
         }
     }
 
-    fn on_frame(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: Bytes) {
+    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: Frame<'_>) {
         self.refresh();
         s.last_heard = cx.now();
         s.pinged = false;
@@ -339,16 +339,21 @@ impl FrameHandler for ChatService {
         }
     }
 
-    fn on_frame_error(&mut self, cx: &mut FramedContext<'_, '_>, _s: &mut Session, error: &FrameError) {
-        let code = match error {
+    fn on_decode_error(
+        &mut self,
+        cx: &mut FramedContext<'_, '_>,
+        _s: &mut Session,
+        error: &FrameDecodeError,
+    ) {
+        let code = match error.error {
             FrameError::TooLong { .. } => ErrorCode::FrameTooLarge,
             _ => ErrorCode::Malformed,
         };
         error_push(cx, code, &error.to_string());
     }
 
-    fn max_frame_length(&self) -> Option<usize> {
-        Some(self.core.max_payload() as usize)
+    fn tune_codec(&mut self, codec: &mut FrameCodec) {
+        codec.set_max_frame_length(self.core.max_payload() as usize);
     }
 
     fn on_timer(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, token: u64) {
@@ -379,7 +384,7 @@ impl FrameHandler for ChatService {
         send_push(cx, &Push::GoingAway { retry_after_ms, reason });
     }
 
-    fn on_close(&mut self, cx: &mut FramedContext<'_, '_>, s: Session, reason: &CloseReason) {
+    fn on_close(&mut self, cx: &mut Context<'_>, s: Session, reason: &CloseReason) {
         let Some(nick) = s.nick else { return };
         for m in s.rooms {
             // NotMember can only mean the room was already left.

@@ -1,15 +1,21 @@
-//! One service on one loop: its handler and its slab of connections, and
-//! the read, write, backpressure and close logic for them.
+//! One service on one loop: its handler, codec and transport, its slab of
+//! connections, and the thin driver that moves each connection through its
+//! [`Lifecycle`](crate::lifecycle::Lifecycle): reads through the transport
+//! and the codec to the handler, writes back, applies backpressure and
+//! closes. The decisions are the lifecycle's; this file does what they say.
 
-use crate::config::{ServiceConfig, SlowConsumerPolicy};
-use crate::connection::{flag, ConnIo, Connection};
-use crate::context::Context;
-use crate::core::{LoopCore, SCRATCH_SIZE};
+use crate::codec::{Codec, Output};
+use crate::config::ServiceConfig;
+use crate::connection::{ConnIo, Connection};
+use crate::context::{ConnContext, Context};
+use crate::core::LoopCore;
 use crate::handler::{CloseReason, Handler};
-use crate::id::{ConnId, GEN_MASK, MAX_SLOTS};
+use crate::id::{ConnId, ServiceId, GEN_MASK, MAX_SLOTS};
+use crate::lifecycle::{Backpressure, Limits, Phase, ReadGate, Step};
 use crate::stats::Counters;
 use crate::timer::TimerKind;
-use bytes::{Bytes, BytesMut};
+use crate::transport::{Socket, Transport, Unsent};
+use bytes::{Buf, Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::Interest;
 use slab::Slab;
@@ -33,7 +39,7 @@ pub(crate) trait Driver {
     /// short read must not be taken for an empty socket.
     fn ready(&mut self, core: &mut LoopCore, id: ConnId, readable: bool, writable: bool, read_closed: bool);
     fn resume_read(&mut self, core: &mut LoopCore, id: ConnId);
-    fn deliver(&mut self, core: &mut LoopCore, id: ConnId, data: &Bytes);
+    fn deliver(&mut self, core: &mut LoopCore, id: ConnId, payload: &Bytes);
     fn close(&mut self, core: &mut LoopCore, id: ConnId);
     fn notify(&mut self, core: &mut LoopCore, id: ConnId, token: u64);
     fn notify_loop(&mut self, core: &mut LoopCore, token: u64);
@@ -45,11 +51,18 @@ pub(crate) trait Driver {
     fn len(&self) -> usize;
 }
 
-pub(crate) struct ServiceLoop<H: Handler> {
-    index: usize,
+type Entry<H, T> =
+    Connection<<T as Transport>::Conn, <<H as Handler>::Codec as Codec>::Conn, Option<<H as Handler>::Conn>>;
+
+pub(crate) struct ServiceLoop<H: Handler, T: Transport> {
+    id: ServiceId,
     handler: H,
-    conns: Slab<Connection<H::Conn>>,
+    codec: H::Codec,
+    transport: T,
+    /// The handler's state is taken out (`None`) when the close is decided.
+    conns: Slab<Entry<H, T>>,
     config: Arc<ServiceConfig>,
+    limits: Limits,
     next_gen: u32,
 }
 
@@ -68,27 +81,40 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
     }
 }
 
-/// What one read from a connection gave.
-enum Read {
-    /// `n` bytes, and the socket may hold more.
-    More(usize),
-    /// `n` bytes (maybe 0), and the socket is empty for now.
-    Drained(usize),
-    /// The peer closed its side.
-    Eof,
+/// The next message at the front of `buf`; `eof`: the peer closed.
+#[allow(clippy::type_complexity)]
+fn next_message<'a, C: Codec>(
+    codec: &mut C,
+    conn: &mut C::Conn,
+    buf: &'a mut BytesMut,
+    eof: bool,
+) -> Result<Option<(C::Item<'a>, usize)>, C::DecodeError> {
+    if eof {
+        codec.decode_eof(conn, buf)
+    } else {
+        codec.decode(conn, buf)
+    }
 }
 
-/// Reads once into the spare capacity of `buf`, without zeroing it first.
-fn recv_into(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let n = socket2::SockRef::from(stream).recv(buf.spare_capacity_mut())?;
-    // SAFETY: recv initialised the first n bytes of the spare capacity.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
+fn limits(config: &ServiceConfig) -> Limits {
+    Limits {
+        high: config.write_high_watermark,
+        low: config.write_low_watermark,
+        max: config.max_write_queue,
+        policy: config.slow_consumer,
+    }
 }
 
-impl<H: Handler> ServiceLoop<H> {
-    pub(crate) fn new(index: usize, handler: H, config: Arc<ServiceConfig>) -> ServiceLoop<H> {
-        ServiceLoop { index, handler, conns: Slab::new(), config, next_gen: 1 }
+impl<H: Handler, T: Transport> ServiceLoop<H, T> {
+    pub(crate) fn new(
+        id: ServiceId,
+        handler: H,
+        codec: H::Codec,
+        transport: T,
+        config: Arc<ServiceConfig>,
+    ) -> ServiceLoop<H, T> {
+        let limits = limits(&config);
+        ServiceLoop { id, handler, codec, transport, conns: Slab::new(), config, limits, next_gen: 1 }
     }
 
     /// The slot of `id` if it still names a live connection of this service.
@@ -99,73 +125,106 @@ impl<H: Handler> ServiceLoop<H> {
         }
     }
 
-    fn counters<'c>(&self, core: &'c LoopCore) -> &'c Counters {
-        core.counters(self.index)
+    /// Bytes waiting to be written: queued by the handler, held by the transport.
+    fn queued(&self, c: &Entry<H, T>) -> usize {
+        c.io.out.len() + self.transport.pending(&c.transport)
     }
 
-    /// Applies whatever a callback asked for or caused: an abort, output
-    /// over the limits, a close once flushed.
+    /// Runs `f` as a handler callback on an open connection, then settles it.
+    fn callback(
+        &mut self,
+        core: &mut LoopCore,
+        slot: usize,
+        f: impl FnOnce(&mut H, &mut ConnContext<'_, '_, H::Codec>, &mut H::Conn),
+    ) {
+        let Some(c) = self.conns.get_mut(slot) else { return };
+        let Some(state) = c.state.as_mut() else { return };
+        let (handler, codec, id) = (&mut self.handler, &mut self.codec, c.io.id);
+        let r = guarded(|| {
+            let mut cx = Context::new(core, Some(&mut c.io), id);
+            f(handler, &mut ConnContext::new(&mut cx, codec, &mut c.codec), state)
+        });
+        if let Err(msg) = r {
+            c.io.request_close(CloseReason::Panic(msg), true);
+        }
+        self.settle(core, slot);
+    }
+
+    /// Applies what a callback asked for or caused: a close, output over the
+    /// limits, a close whose output is now written.
     fn settle(&mut self, core: &mut LoopCore, slot: usize) {
         let Some(c) = self.conns.get_mut(slot) else { return };
-        if c.io.has(flag::ABORT) {
-            let reason = c.io.take_reason();
-            return self.close_now(core, slot, reason);
-        }
-        let queued = c.io.out.len();
-        if queued > self.config.max_write_queue {
-            return self.close_now(core, slot, CloseReason::SlowConsumer { queued });
-        }
-        if queued > self.config.write_high_watermark && !c.io.has(flag::HIGH) {
-            c.io.flags |= flag::HIGH;
-            match self.config.slow_consumer {
-                SlowConsumerPolicy::PauseReading => c.io.flags |= flag::PAUSED,
-                SlowConsumerPolicy::Disconnect => {
-                    return self.close_now(core, slot, CloseReason::SlowConsumer { queued })
-                }
+        if let Some(req) = c.io.close_request.take() {
+            let step = c.io.life.close(req.abort);
+            if !self.apply(core, slot, step, req.reason) {
+                return;
             }
         }
-        if c.io.has(flag::CLOSING) && !c.io.has(flag::LINGER) {
-            if !c.io.has(flag::CLOSE_TIMER) {
-                // Bounds the whole close: a peer that never reads cannot hold it open.
-                c.io.flags |= flag::CLOSE_TIMER;
-                core.timers.insert(core.now + self.config.linger, c.io.id, TimerKind::Linger);
-            }
-            if c.io.out.is_empty() {
-                self.start_linger(core, slot);
-            }
-        }
-    }
-
-    /// Output is flushed: send FIN and wait for the peer's, discarding input.
-    fn start_linger(&mut self, core: &mut LoopCore, slot: usize) {
+        let Some(c) = self.conns.get(slot) else { return };
+        let queued = self.queued(c);
         let Some(c) = self.conns.get_mut(slot) else { return };
-        c.io.flags |= flag::LINGER;
-        if c.io.has(flag::EOF) || c.io.stream.shutdown(Shutdown::Write).is_err() {
-            let reason = c.io.take_reason();
-            return self.close_now(core, slot, reason);
-        }
-        // Input may already be waiting: edge-triggered polling will not say so again.
-        self.schedule_read(core, slot);
-    }
-
-    fn schedule_read(&mut self, core: &mut LoopCore, slot: usize) {
-        if let Some(c) = self.conns.get_mut(slot) {
-            if !c.io.has(flag::READ_LISTED) {
-                c.io.flags |= flag::READ_LISTED;
-                core.pending_reads.push(c.io.id);
+        match c.io.life.output(queued, &self.limits) {
+            Backpressure::Ok | Backpressure::Paused => {}
+            Backpressure::SlowConsumer => {
+                let step = c.io.life.close(true);
+                self.apply(core, slot, step, CloseReason::SlowConsumer { queued });
+                return;
             }
         }
+        if queued == 0 && c.io.life.phase() == Phase::Closing {
+            let step = c.io.life.flushed();
+            self.apply(core, slot, step, CloseReason::Local);
+        }
     }
 
-    fn close_now(&mut self, core: &mut LoopCore, slot: usize, reason: CloseReason) {
-        let Some(mut c) = self.conns.try_remove(slot) else { return };
-        let id = c.io.id;
-        if let Err(e) = core.registry.deregister(&mut c.io.stream) {
-            log::debug!("{}: deregister {id}: {e}", self.config.name);
+    /// Does what a lifecycle step says. Returns false if the connection is
+    /// gone.
+    fn apply(&mut self, core: &mut LoopCore, slot: usize, step: Step, reason: CloseReason) -> bool {
+        if step.decided {
+            self.decided(core, slot, reason);
         }
-        c.io.out.clear(&mut core.pool);
-        drop(c.io); // closes the socket
-        let counters = self.counters(core);
+        let Some(c) = self.conns.get(slot) else { return false };
+        if step.arm_timer {
+            core.set_timer(core.now() + self.config.linger, c.io.id, TimerKind::Linger);
+            if self.queued(c) > 0 {
+                self.mark_dirty(core, slot);
+            }
+        }
+        if !self.conns.contains(slot) {
+            return false;
+        }
+        if step.close_transport {
+            let c = &mut self.conns[slot];
+            self.transport.close(&mut c.transport);
+            if self.transport.pending(&c.transport) > 0 {
+                self.mark_dirty(core, slot);
+            } else {
+                let step = c.io.life.flushed();
+                return self.apply(core, slot, step, CloseReason::Local);
+            }
+        }
+        if step.send_fin {
+            let c = &mut self.conns[slot];
+            if c.io.stream.shutdown(Shutdown::Write).is_err() {
+                let step = c.io.life.fin_failed();
+                return self.apply(core, slot, step, CloseReason::Local);
+            }
+            // Input may be waiting already: edge-triggered polling will not say so again.
+            self.schedule_read(core, slot);
+        }
+        if step.remove {
+            self.remove(core, slot, !step.decided);
+            return false;
+        }
+        true
+    }
+
+    /// The close is decided: count and log it, and let the handler drop the
+    /// connection (`on_close`), whatever flushing and lingering follow.
+    fn decided(&mut self, core: &mut LoopCore, slot: usize, reason: CloseReason) {
+        let Some(c) = self.conns.get_mut(slot) else { return };
+        let id = c.io.id;
+        let counters = core.counters(self.id);
         Counters::add(&counters.closed, 1);
         match reason {
             CloseReason::SlowConsumer { .. } => Counters::add(&counters.slow_consumers, 1),
@@ -174,187 +233,249 @@ impl<H: Handler> ServiceLoop<H> {
             CloseReason::Panic(_) => Counters::add(&counters.panics, 1),
             _ => {}
         }
-        core.shared.services[self.index].open.fetch_sub(1, Ordering::Relaxed);
+        if c.io.life.phase() != Phase::Closed {
+            Counters::add(&counters.closing, 1);
+        }
         if reason.is_abnormal() {
             log::warn!("{}: connection {id} closed: {reason}", self.config.name);
         } else {
             log::debug!("{}: connection {id} closed: {reason}", self.config.name);
         }
+        let Some(state) = c.state.take() else { return };
         let handler = &mut self.handler;
-        let state = c.state;
         if let Err(msg) = guarded(|| handler.on_close(&mut Context::new(core, None, id), state, &reason)) {
-            Counters::add(&self.counters(core).panics, 1);
+            Counters::add(&core.counters(self.id).panics, 1);
             log::error!("{}: on_close of {id} panicked: {msg}", self.config.name);
         }
     }
 
-    /// Runs `f` as a handler callback on a live connection, then settles it.
-    fn callback(
-        &mut self,
-        core: &mut LoopCore,
-        slot: usize,
-        f: impl FnOnce(&mut H, &mut Context<'_>, &mut H::Conn),
-    ) {
-        let Some(c) = self.conns.get_mut(slot) else { return };
-        let handler = &mut self.handler;
-        let id = c.io.id;
-        let r = guarded(|| f(handler, &mut Context::new(core, Some(&mut c.io), id), &mut c.state));
-        if let Err(msg) = r {
-            c.io.request_abort(CloseReason::Panic(msg));
+    /// Closes the socket and frees the slot. `was_closing`: the close was
+    /// decided earlier (counted in the closing gauge).
+    fn remove(&mut self, core: &mut LoopCore, slot: usize, was_closing: bool) {
+        let Some(mut c) = self.conns.try_remove(slot) else { return };
+        if let Err(e) = core.registry().deregister(&mut c.io.stream) {
+            log::debug!("{}: deregister {}: {e}", self.config.name, c.io.id);
         }
-        self.settle(core, slot);
+        c.io.out.clear(core.pool());
+        if was_closing {
+            Counters::sub(&core.counters(self.id).closing, 1);
+        }
+        if let Some(s) = core.shared().service(self.id) {
+            s.sockets.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Dropping `c` closes the socket.
     }
 
-    /// Reads and hands input to the handler. `short_is_drained`: a read that
-    /// does not fill the buffer means the socket is empty (see `Read`).
-    fn read(&mut self, core: &mut LoopCore, slot: usize, short_is_drained: bool) {
+    fn mark_dirty(&mut self, core: &mut LoopCore, slot: usize) {
+        if let Some(c) = self.conns.get_mut(slot) {
+            if c.io.mark_dirty() {
+                core.mark_dirty(c.io.id);
+            }
+        }
+    }
+
+    fn schedule_read(&mut self, core: &mut LoopCore, slot: usize) {
+        if let Some(c) = self.conns.get_mut(slot) {
+            if c.io.list_read() {
+                core.schedule_read(c.io.id);
+            }
+        }
+    }
+
+    /// Reads and hands the input, decoded, to the handler.
+    fn read(&mut self, core: &mut LoopCore, slot: usize, read_closed: bool) {
         let Some(c) = self.conns.get_mut(slot) else { return };
-        if c.io.has(flag::LINGER) {
-            return self.discard(core, slot);
+        match c.io.life.read_gate() {
+            ReadGate::Hold => return,
+            ReadGate::Discard => return self.discard(core, slot),
+            ReadGate::Read => {}
         }
-        if c.io.has(flag::PAUSED | flag::CLOSING | flag::ABORT | flag::EOF) {
-            c.io.flags |= flag::READ_READY;
-            return;
-        }
-        c.io.flags &= !flag::READ_READY;
-        let id = c.io.id;
+        self.handler.tune_codec(&mut self.codec);
         let mut budget = self.config.read_budget;
-        let mut eof = false;
         loop {
             let Some(c) = self.conns.get_mut(slot) else { return };
             let from_scratch = c.io.input.is_empty();
             let mut buf = if from_scratch {
-                let mut s = std::mem::take(&mut core.scratch);
-                s.reserve(SCRATCH_SIZE);
-                s
+                core.take_scratch()
             } else {
                 let mut b = std::mem::take(&mut c.io.input);
                 // Grow with what arrives, not with what a header announces.
                 b.reserve(b.len().clamp(MIN_READ_CHUNK, 1 << 20));
                 b
             };
-            let room = buf.capacity() - buf.len();
-            let outcome = match recv_into(&c.io.stream, &mut buf) {
-                Ok(0) => Read::Eof,
-                // A read that did not fill the buffer emptied the socket:
-                // edge-triggered polling reports whatever arrives next, so
-                // the usual extra read that would only say EAGAIN is saved.
-                Ok(n) if n < room && short_is_drained => Read::Drained(n),
-                Ok(n) => Read::More(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => Read::More(0),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::Drained(0),
+            let got = self.transport.read(&mut c.transport, &mut Socket::new(&c.io.stream), &mut buf);
+            let (wire, drained, eof) = match got {
+                Ok(r) => (r.wire, r.drained && !read_closed, r.eof),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, false, false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, true, false),
                 Err(e) => {
-                    c.io.request_abort(CloseReason::Io(e));
-                    Read::Drained(0)
+                    c.io.request_close(CloseReason::Io(e), true);
+                    (0, true, false)
                 }
             };
-            let n = match outcome {
-                Read::More(n) | Read::Drained(n) => n,
-                Read::Eof => 0,
-            };
-            if n > 0 {
-                Counters::add(&core.counters(self.index).bytes_in, n as u64);
+            if wire > 0 {
+                Counters::add(&core.counters(self.id).bytes_in, wire as u64);
                 c.io.last_read_ms = core.now_ms();
-                budget = budget.saturating_sub(n);
-                let handler = &mut self.handler;
-                let r = guarded(|| {
-                    handler.on_data(&mut Context::new(core, Some(&mut c.io), id), &mut c.state, &mut buf)
-                });
-                if let Err(msg) = r {
-                    c.io.request_abort(CloseReason::Panic(msg));
-                }
+                budget = budget.saturating_sub(wire);
             }
-            // Keep only what the handler left; the scratch buffer stays the loop's.
+            if eof {
+                c.io.life.peer_closed();
+            }
+            if !buf.is_empty() || eof {
+                self.decode(core, slot, &mut buf, eof);
+            }
+            let Some(c) = self.conns.get_mut(slot) else {
+                if from_scratch {
+                    core.put_scratch(buf);
+                }
+                return;
+            };
+            // Keep only what the codec left; the scratch buffer stays the loop's.
             if from_scratch {
                 if !buf.is_empty() {
                     c.io.input = BytesMut::with_capacity(buf.len().max(MIN_READ_CHUNK / 4));
                     c.io.input.extend_from_slice(&buf);
                 }
-                buf.clear();
-                core.scratch = buf;
+                core.put_scratch(buf);
             } else if !buf.is_empty() {
                 c.io.input = buf;
             }
             if c.io.input.len() > self.config.max_read_buffer {
                 let held = c.io.input.len();
-                c.io.request_abort(CloseReason::Protocol(format!(
-                    "{held} bytes of unconsumed input, over the {} byte limit",
+                let why = format!(
+                    "{held} bytes of undecoded input, over the {} byte limit",
                     self.config.max_read_buffer
-                )));
+                );
+                c.io.request_close(CloseReason::Protocol(why), true);
             }
-            if matches!(outcome, Read::Eof) {
-                eof = true;
+            if eof {
+                self.end_of_input(core, slot);
                 break;
             }
-            if matches!(outcome, Read::Drained(_)) || c.io.has(flag::CLOSING | flag::ABORT) {
+            if drained || c.io.close_request.is_some() || !c.io.life.is_open() {
                 break;
             }
             self.settle(core, slot);
             let Some(c) = self.conns.get_mut(slot) else { return };
-            if c.io.has(flag::PAUSED) {
-                c.io.flags |= flag::READ_READY;
+            if c.io.life.is_paused() {
+                c.io.life.leave_unread();
                 break;
             }
             if budget == 0 {
-                c.io.flags |= flag::READ_READY;
+                c.io.life.leave_unread();
                 self.schedule_read(core, slot);
                 break;
-            }
-        }
-        if eof {
-            if let Some(c) = self.conns.get_mut(slot) {
-                c.io.flags |= flag::EOF;
-                let mut input = std::mem::take(&mut c.io.input);
-                let mut close = true;
-                self.callback(core, slot, |h, cx, s| close = h.on_eof(cx, s, &mut input));
-                if let (true, Some(c)) = (close, self.conns.get_mut(slot)) {
-                    c.io.request_close(CloseReason::PeerClosed);
-                }
             }
         }
         self.settle(core, slot);
     }
 
+    /// Decodes `buf` and hands each message to the handler; `eof`: the peer
+    /// closed, so what is left must decode whole.
+    fn decode(&mut self, core: &mut LoopCore, slot: usize, buf: &mut BytesMut, eof: bool) {
+        let Some(c) = self.conns.get_mut(slot) else { return };
+        let Some(state) = c.state.as_mut() else { return };
+        let (handler, codec, id) = (&mut self.handler, &mut self.codec, c.io.id);
+        let mut messages = 0u64;
+        let r = guarded(|| {
+            let mut cx = Context::new(core, Some(&mut c.io), id);
+            loop {
+                // Matched as a temporary, so that nothing borrowing `buf` is
+                // left to drop when it is advanced.
+                let (msg, used) = match next_message(codec, &mut c.codec, buf, eof) {
+                    Ok(Some(decoded)) => decoded,
+                    Ok(None) => break,
+                    Err(e) => {
+                        handler.on_decode_error(
+                            &mut ConnContext::new(&mut cx, codec, &mut c.codec),
+                            state,
+                            &e,
+                        );
+                        cx.close_with(CloseReason::Protocol(e.to_string()));
+                        break;
+                    }
+                };
+                messages += 1;
+                handler.on_message(&mut ConnContext::new(&mut cx, codec, &mut c.codec), state, msg);
+                buf.advance(used);
+                if !cx.is_open() {
+                    break;
+                }
+            }
+            handler.on_read(&mut ConnContext::new(&mut cx, codec, &mut c.codec), state);
+        });
+        if let Err(msg) = r {
+            c.io.request_close(CloseReason::Panic(msg), true);
+        }
+        Counters::add(&core.counters(self.id).frames_in, messages);
+    }
+
+    /// The peer sent EOF and its input is decoded: ask the handler.
+    fn end_of_input(&mut self, core: &mut LoopCore, slot: usize) {
+        let mut close = true;
+        self.callback(core, slot, |h, cx, s| close = h.on_eof(cx, s));
+        if let (true, Some(c)) = (close, self.conns.get_mut(slot)) {
+            c.io.request_close(CloseReason::PeerClosed, false);
+        }
+    }
+
     /// Reads and drops input of a connection that already sent its FIN.
     fn discard(&mut self, core: &mut LoopCore, slot: usize) {
-        let Some(c) = self.conns.get_mut(slot) else { return };
+        let mut scratch = core.take_scratch();
         for _ in 0..LINGER_READS {
-            core.scratch.clear();
-            core.scratch.reserve(SCRATCH_SIZE);
-            match recv_into(&c.io.stream, &mut core.scratch) {
+            let Some(c) = self.conns.get_mut(slot) else { break };
+            scratch.clear();
+            match Socket::new(&c.io.stream).read_into(&mut scratch) {
                 Ok(0) => {
-                    let reason = c.io.take_reason();
-                    return self.close_now(core, slot, reason);
+                    let step = c.io.life.linger_done();
+                    self.apply(core, slot, step, CloseReason::PeerClosed);
+                    break;
                 }
                 Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    core.put_scratch(scratch);
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    let reason = c.io.take_reason();
-                    return self.close_now(core, slot, reason);
+                Err(e) => {
+                    let step = c.io.life.linger_done();
+                    self.apply(core, slot, step, CloseReason::Io(e));
+                    break;
                 }
             }
         }
-        core.scratch.clear();
-        self.schedule_read(core, slot);
+        core.put_scratch(scratch);
+        if self.conns.contains(slot) {
+            self.schedule_read(core, slot);
+        }
     }
 
     fn flush_slot(&mut self, core: &mut LoopCore, slot: usize) {
         let Some(c) = self.conns.get_mut(slot) else { return };
-        c.io.flags &= !flag::DIRTY;
-        if c.io.has(flag::LINGER) || c.io.out.is_empty() {
-            return self.settle(core, slot);
+        c.io.clear_dirty();
+        if matches!(c.io.life.phase(), Phase::Lingering | Phase::Closed) {
+            return;
         }
-        match c.io.out.write_to(&mut c.io.stream, &mut core.pool) {
-            Ok(n) => Counters::add(&self.counters(core).bytes_out, n as u64),
-            Err(e) => return self.close_now(core, slot, CloseReason::Io(e)),
+        if c.io.out.len() + self.transport.pending(&c.transport) > 0 {
+            let written = self.transport.write(
+                &mut c.transport,
+                &mut Unsent::new(&mut c.io.out, core.pool()),
+                &mut Socket::new(&c.io.stream),
+            );
+            match written {
+                Ok(n) => Counters::add(&core.counters(self.id).bytes_out, n as u64),
+                Err(e) => {
+                    let step = c.io.life.reset();
+                    self.apply(core, slot, step, CloseReason::Io(e));
+                    return;
+                }
+            }
         }
+        let Some(c) = self.conns.get(slot) else { return };
+        let queued = self.queued(c);
         let Some(c) = self.conns.get_mut(slot) else { return };
-        if c.io.has(flag::HIGH) && c.io.out.len() <= self.config.write_low_watermark {
-            c.io.flags &= !flag::HIGH;
-            let resume = c.io.has(flag::PAUSED);
-            c.io.flags &= !flag::PAUSED;
-            if resume && c.io.has(flag::READ_READY) {
+        if let Some(resume) = c.io.life.written(queued, &self.limits) {
+            if resume {
                 self.schedule_read(core, slot);
             }
             self.callback(core, slot, |h, cx, s| h.on_drained(cx, s));
@@ -363,43 +484,59 @@ impl<H: Handler> ServiceLoop<H> {
     }
 }
 
-impl<H: Handler> Driver for ServiceLoop<H> {
+impl<H: Handler, T: Transport> Driver for ServiceLoop<H, T> {
     fn adopt(&mut self, core: &mut LoopCore, mut stream: TcpStream, peer: SocketAddr) {
-        let open = &core.shared.services[self.index].open;
         let slot = self.conns.vacant_key();
-        if core.shutdown_deadline.is_some() || slot >= MAX_SLOTS {
-            open.fetch_sub(1, Ordering::Relaxed);
-            return;
+        let refuse = |core: &mut LoopCore| {
+            if let Some(s) = core.shared().service(self.id) {
+                s.sockets.fetch_sub(1, Ordering::Relaxed);
+            }
+        };
+        if core.shutdown_deadline().is_some() || slot >= MAX_SLOTS {
+            return refuse(core);
         }
+        let transport = match self.transport.open(peer) {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("{}: transport refused {peer}: {e}", self.config.name);
+                return refuse(core);
+            }
+        };
         let generation = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1) & GEN_MASK;
-        let id = ConnId::new(core.index, self.index, generation, slot);
+        let id = ConnId::new(core.index(), self.id, generation, slot);
         if let Err(e) =
-            core.registry.register(&mut stream, id.token(), Interest::READABLE | Interest::WRITABLE)
+            core.registry().register(&mut stream, id.token(), Interest::READABLE | Interest::WRITABLE)
         {
             log::error!("{}: cannot register connection from {peer}: {e}", self.config.name);
-            open.fetch_sub(1, Ordering::Relaxed);
-            return;
+            return refuse(core);
         }
         let mut io = ConnIo::new(stream, id, core.now_ms());
-        let handler = &mut self.handler;
-        match guarded(|| handler.on_open(&mut Context::new(core, Some(&mut io), id), peer)) {
+        let mut codec_state = self.codec.open();
+        let (handler, codec) = (&mut self.handler, &mut self.codec);
+        let opened = guarded(|| {
+            let mut cx = Context::new(core, Some(&mut io), id);
+            handler.on_open(&mut ConnContext::new(&mut cx, codec, &mut codec_state), peer)
+        });
+        match opened {
             Ok(state) => {
-                self.conns.insert(Connection { io, state });
+                self.conns.insert(Connection { io, transport, codec: codec_state, state: Some(state) });
             }
             Err(msg) => {
-                let _ = core.registry.deregister(&mut io.stream);
-                io.out.clear(&mut core.pool);
-                core.shared.services[self.index].open.fetch_sub(1, Ordering::Relaxed);
-                Counters::add(&self.counters(core).panics, 1);
-                Counters::add(&self.counters(core).closed, 1);
+                let _ = core.registry().deregister(&mut io.stream);
+                io.out.clear(core.pool());
+                Counters::add(&core.counters(self.id).panics, 1);
+                Counters::add(&core.counters(self.id).closed, 1);
                 log::error!("{}: on_open for {peer} panicked: {msg}", self.config.name);
-                return;
+                return refuse(core);
             }
         }
         log::debug!("{}: connection {id} from {peer}", self.config.name);
         if let Some(idle) = self.config.idle_timeout {
-            core.timers.insert(core.now + idle, id, TimerKind::Idle);
+            core.set_timer(core.now() + idle, id, TimerKind::Idle);
+        }
+        if self.conns.get(slot).is_some_and(|c| self.queued(c) > 0) {
+            self.mark_dirty(core, slot);
         }
         self.settle(core, slot);
     }
@@ -410,36 +547,46 @@ impl<H: Handler> Driver for ServiceLoop<H> {
             self.flush_slot(core, slot);
         }
         if readable {
-            self.read(core, slot, !read_closed);
+            self.read(core, slot, read_closed);
         }
     }
 
     fn resume_read(&mut self, core: &mut LoopCore, id: ConnId) {
         let Some(slot) = self.slot_of(id) else { return };
         if let Some(c) = self.conns.get_mut(slot) {
-            c.io.flags &= !flag::READ_LISTED;
+            c.io.unlist_read();
         }
-        self.read(core, slot, false);
+        self.read(core, slot, true);
     }
 
-    fn deliver(&mut self, core: &mut LoopCore, id: ConnId, data: &Bytes) {
+    fn deliver(&mut self, core: &mut LoopCore, id: ConnId, payload: &Bytes) {
         let Some(slot) = self.slot_of(id) else { return };
         let Some(c) = self.conns.get_mut(slot) else { return };
-        if c.io.has(flag::ABORT | flag::LINGER) {
+        if !c.io.life.accepts_output() {
             return;
         }
-        c.io.out.push(&mut core.pool, data);
-        if !c.io.has(flag::DIRTY) {
-            c.io.flags |= flag::DIRTY;
-            core.dirty.push(id);
+        let encoded =
+            self.codec.encode_payload(&mut c.codec, payload, &mut Output::new(&mut c.io.out, core.pool()));
+        let counters = core.counters(self.id);
+        match encoded {
+            Ok(()) => {
+                Counters::add(&counters.frames_out, 1);
+                if c.io.mark_dirty() {
+                    core.mark_dirty(id);
+                }
+                self.settle(core, slot);
+            }
+            Err(why) => {
+                Counters::add(&counters.refused, 1);
+                log::debug!("{}: a message for {id} was refused: {why}", self.config.name);
+            }
         }
-        self.settle(core, slot);
     }
 
     fn close(&mut self, core: &mut LoopCore, id: ConnId) {
         let Some(slot) = self.slot_of(id) else { return };
         if let Some(c) = self.conns.get_mut(slot) {
-            c.io.request_close(CloseReason::Local);
+            c.io.request_close(CloseReason::Local, false);
         }
         self.settle(core, slot);
     }
@@ -451,9 +598,9 @@ impl<H: Handler> Driver for ServiceLoop<H> {
 
     fn notify_loop(&mut self, core: &mut LoopCore, token: u64) {
         let handler = &mut self.handler;
-        let none = ConnId::none(core.index, self.index);
+        let none = ConnId::none(core.index(), self.id);
         if let Err(msg) = guarded(|| handler.on_loop_notify(&mut Context::new(core, None, none), token)) {
-            Counters::add(&self.counters(core).panics, 1);
+            Counters::add(&core.counters(self.id).panics, 1);
             log::error!("{}: on_loop_notify panicked: {msg}", self.config.name);
         }
     }
@@ -464,20 +611,24 @@ impl<H: Handler> Driver for ServiceLoop<H> {
             TimerKind::User(token) => self.callback(core, slot, |h, cx, s| h.on_timer(cx, s, token)),
             TimerKind::Idle => {
                 let Some(idle) = self.config.idle_timeout else { return };
-                let Some(c) = self.conns.get(slot) else { return };
+                let Some(c) = self.conns.get_mut(slot) else { return };
+                if !c.io.life.is_open() {
+                    return;
+                }
                 let idle_ms = idle.as_millis() as u64;
                 let silent_ms = core.now_ms().saturating_sub(c.io.last_read_ms);
                 if silent_ms >= idle_ms {
-                    self.close_now(core, slot, CloseReason::IdleTimeout);
+                    let step = c.io.life.close(true);
+                    self.apply(core, slot, step, CloseReason::IdleTimeout);
                 } else {
-                    let at = core.now + std::time::Duration::from_millis(idle_ms - silent_ms);
-                    core.timers.insert(at, id, TimerKind::Idle);
+                    let at = core.now() + std::time::Duration::from_millis(idle_ms - silent_ms);
+                    core.set_timer(at, id, TimerKind::Idle);
                 }
             }
             TimerKind::Linger => {
                 if let Some(c) = self.conns.get_mut(slot) {
-                    let reason = c.io.take_reason();
-                    self.close_now(core, slot, reason);
+                    let step = c.io.life.close_timer_fired();
+                    self.apply(core, slot, step, CloseReason::Local);
                 }
             }
             TimerKind::AcceptRetry | TimerKind::ShutdownDeadline => {}
@@ -503,16 +654,20 @@ impl<H: Handler> Driver for ServiceLoop<H> {
     fn close_all(&mut self, core: &mut LoopCore) {
         let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
-            self.close_now(core, slot, CloseReason::Shutdown);
+            if let Some(c) = self.conns.get_mut(slot) {
+                let step = c.io.life.close(true);
+                self.apply(core, slot, step, CloseReason::Shutdown);
+            }
         }
     }
 
     fn reconfigure(&mut self, core: &mut LoopCore, config: Arc<ServiceConfig>) {
         let newly_idle = self.config.idle_timeout.is_none();
         self.config = config;
+        self.limits = limits(&self.config);
         if let (true, Some(idle)) = (newly_idle, self.config.idle_timeout) {
             for (_, c) in self.conns.iter() {
-                core.timers.insert(core.now + idle, c.io.id, TimerKind::Idle);
+                core.set_timer(core.now() + idle, c.io.id, TimerKind::Idle);
             }
         }
     }

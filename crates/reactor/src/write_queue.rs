@@ -166,6 +166,23 @@ impl WriteQueue {
         Ok(written)
     }
 
+    /// The first queued chunk (empty if nothing is queued).
+    pub(crate) fn front(&self) -> &[u8] {
+        match self.segments.front() {
+            Some(seg) => seg,
+            None => &self.tail,
+        }
+    }
+
+    /// Drops the first `n` queued bytes (a transport took them); the
+    /// buffers go back to `pool` once the queue is empty.
+    pub(crate) fn consume(&mut self, n: usize, pool: &mut BufferPool) {
+        self.advance(n.min(self.len));
+        if self.len == 0 {
+            self.release(pool);
+        }
+    }
+
     fn advance(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
