@@ -24,6 +24,7 @@ impl FrameConfig {
     /// [`FrameError::Prefix`] if the message is shorter than the offset; [`FrameError::TooLong`]
     /// if the body is over `max_frame_length`; [`FrameError::Corrupt`] if it is shorter than a
     /// positive `length_adjustment` (its field would be negative). `dst` is untouched on error.
+    #[inline]
     pub fn encode(&self, message: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         let (prefix, body) = self.split_message(message)?;
         self.encode_parts(prefix, body, dst)
@@ -34,6 +35,7 @@ impl FrameConfig {
     /// length (the length at offset 18 of a 22-byte header, say), without joining the parts
     /// first. [`FrameError::Prefix`] if `prefix` is not exactly `length_field_offset` bytes;
     /// otherwise as [`encode`](Self::encode).
+    #[inline]
     pub fn encode_parts(&self, prefix: &[u8], body: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         if prefix.len() != self.length_field_offset {
             return Err(FrameError::Prefix { expected: self.length_field_offset, len: prefix.len() });
@@ -50,6 +52,7 @@ impl FrameConfig {
     /// `length_field_offset` prefix bytes, then the body), so that a message needs no buffer of
     /// its own; the length field is put in afterwards (with offset 0, into room left for it, so
     /// the body is not moved). On error `dst` is cut back to its length on entry.
+    #[inline]
     pub fn encode_with(
         &self,
         dst: &mut BytesMut,
@@ -100,6 +103,7 @@ impl FrameConfig {
     /// (`length_field_offset` 0): otherwise [`FrameError::Prefix`], since the bytes before the
     /// field would be missing. Same checks as [`encode`](Self::encode); `dst` is untouched on
     /// error.
+    #[inline]
     pub fn encode_header(&self, len: usize, dst: &mut BytesMut) -> Result<(), FrameError> {
         if self.length_field_offset != 0 {
             return Err(FrameError::Prefix { expected: self.length_field_offset, len: 0 });
@@ -162,6 +166,7 @@ impl FrameConfig {
     }
 
     /// The length field's value for a payload of `len` bytes, or why there is none.
+    #[inline]
     fn field_value(&self, len: usize) -> Result<u64, FrameError> {
         if len > self.max_frame_length {
             return Err(FrameError::TooLong { len: len as u64, max: self.max_frame_length });
@@ -175,6 +180,7 @@ impl FrameConfig {
     }
 
     /// A message cut into the bytes before the length field and the body.
+    #[inline]
     fn split_message<'m>(&self, message: &'m [u8]) -> Result<(&'m [u8], &'m [u8]), FrameError> {
         if message.len() < self.length_field_offset {
             return Err(FrameError::Prefix { expected: self.length_field_offset, len: message.len() });
@@ -183,6 +189,7 @@ impl FrameConfig {
     }
 
     /// Writes `value` as the length field into `field` (exactly its width).
+    #[inline]
     fn write_field(&self, value: u64, field: &mut [u8]) {
         let width = field.len();
         match self.endian {
@@ -192,6 +199,7 @@ impl FrameConfig {
     }
 
     /// Writes `value` as the length field.
+    #[inline]
     fn put_field(&self, value: u64, dst: &mut BytesMut) {
         let width = self.length_field_length();
         match self.endian {

@@ -117,6 +117,7 @@ impl<'q> Output<'q> {
     }
 
     /// Bytes queued for the connection and not yet written, these included.
+    #[inline]
     pub fn len(&self) -> usize {
         self.queue.len()
     }
@@ -127,6 +128,7 @@ impl<'q> Output<'q> {
     }
 
     /// Appends a copy of `bytes`.
+    #[inline]
     pub fn append(&mut self, bytes: &[u8]) {
         self.queue.append_with(self.pool, |tail| tail.extend_from_slice(bytes));
     }
@@ -134,12 +136,14 @@ impl<'q> Output<'q> {
     /// Lets `f` append to the connection's buffer (it must only append:
     /// bytes already there may be on their way out). Encoding in place this
     /// way needs no buffer per message.
+    #[inline]
     pub fn append_with<R>(&mut self, f: impl FnOnce(&mut BytesMut) -> R) -> R {
         self.queue.append_with(self.pool, f)
     }
 
     /// Queues shared bytes: copied if small (a copy costs less than the
     /// reference count), else queued as they are, without a copy.
+    #[inline]
     pub fn push(&mut self, bytes: &Bytes) {
         self.queue.push(self.pool, bytes);
     }

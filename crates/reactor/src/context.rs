@@ -49,6 +49,7 @@ impl<'a> Context<'a> {
     ///
     /// [`Handler::on_loop_notify`]: crate::Handler::on_loop_notify
     /// [`Handler::on_close`]: crate::Handler::on_close
+    #[inline]
     pub fn id(&self) -> ConnId {
         self.id
     }
@@ -64,6 +65,7 @@ impl<'a> Context<'a> {
     }
 
     /// The time this loop turn started (read once per turn).
+    #[inline]
     pub fn now(&self) -> Instant {
         self.core.now()
     }
@@ -79,6 +81,7 @@ impl<'a> Context<'a> {
     }
 
     /// True while the current connection is open and no close was asked for.
+    #[inline]
     pub fn is_open(&self) -> bool {
         self.io.as_ref().is_some_and(|io| io.life.is_open() && io.close_request.is_none())
     }
@@ -222,6 +225,7 @@ impl<'c, 'a, C: Codec> ConnContext<'c, 'a, C> {
     /// Encodes `msg` with the connection's codec into its output. Dropped
     /// (with `Ok`) once the connection's close is decided. On error nothing
     /// was queued.
+    #[inline]
     pub fn send<M>(&mut self, msg: M) -> Result<(), <C as Encoder<M>>::Error>
     where
         C: Encoder<M>,
@@ -241,11 +245,13 @@ impl<'c, 'a, C: Codec> ConnContext<'c, 'a, C> {
 
     /// The connection's codec state (where its stream is: a frame half
     /// read, a protocol switched).
+    #[inline]
     pub fn codec_state(&mut self) -> &mut C::Conn {
         self.state
     }
 
     /// This loop's codec for the service.
+    #[inline]
     pub fn codec(&self) -> &C {
         self.codec
     }

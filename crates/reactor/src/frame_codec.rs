@@ -41,6 +41,7 @@ impl FrameCodec {
     }
 
     /// The layout and limits in force.
+    #[inline]
     pub fn config(&self) -> &FrameConfig {
         &self.config
     }
@@ -82,27 +83,32 @@ pub struct Frame<'a> {
 impl<'a> Frame<'a> {
     /// What follows the config's `strip` bytes: the payload, for the usual
     /// layouts (the whole frame with `strip(0)`).
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         &self.bytes[self.strip..]
     }
 
     /// The frame's head: every byte up to the end of the length field (for
     /// LOCO, the 22-byte header with the packet id at its front).
+    #[inline]
     pub fn header(&self) -> &'a [u8] {
         &self.bytes[..self.field_end]
     }
 
     /// The bytes before the length field (empty when the field is first).
+    #[inline]
     pub fn prefix(&self) -> &'a [u8] {
         &self.bytes[..self.offset]
     }
 
     /// What follows the length field.
+    #[inline]
     pub fn body(&self) -> &'a [u8] {
         &self.bytes[self.field_end..]
     }
 
     /// The whole frame as it arrived.
+    #[inline]
     pub fn as_bytes(&self) -> &'a [u8] {
         self.bytes
     }
@@ -115,6 +121,7 @@ impl<'a> Frame<'a> {
 
 impl Deref for Frame<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.payload()
     }
@@ -267,6 +274,7 @@ impl<F: FnOnce(&mut BytesMut)> Encoder<Fill<F>> for FrameCodec {
 
 impl FramedContext<'_, '_> {
     /// The service's frame layout.
+    #[inline]
     pub fn frame_config(&self) -> &FrameConfig {
         self.codec().config()
     }
@@ -274,12 +282,14 @@ impl FramedContext<'_, '_> {
     /// Sends one frame to the current connection: `message` with its length
     /// field put in (see [`FrameCodec`]), copied into the connection's
     /// output. Refused, with nothing sent, if it cannot be a frame.
+    #[inline]
     pub fn send_frame(&mut self, message: &[u8]) -> Result<(), FrameError> {
         self.send(message)
     }
 
     /// Sends one frame given as the bytes before its length field and its
     /// body (for a layout with a header before the length).
+    #[inline]
     pub fn send_frame_parts(&mut self, prefix: &[u8], body: &[u8]) -> Result<(), FrameError> {
         self.send(Parts { prefix, body })
     }
@@ -288,6 +298,7 @@ impl FramedContext<'_, '_> {
     /// connection's output, so that a reply needs no buffer of its own.
     /// Refused, with nothing sent, if it comes out too long (or, for a
     /// layout with a header before the length, too short).
+    #[inline]
     pub fn send_frame_with(&mut self, fill: impl FnOnce(&mut BytesMut)) -> Result<(), FrameError> {
         self.send(Fill(fill))
     }

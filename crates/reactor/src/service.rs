@@ -456,7 +456,13 @@ impl<H: Handler, T: Transport> ServiceLoop<H, T> {
         if matches!(c.io.life.phase(), Phase::Lingering | Phase::Closed) {
             return;
         }
-        if c.io.out.len() + self.transport.pending(&c.transport) > 0 {
+        let before = c.io.out.len() + self.transport.pending(&c.transport);
+        if before == 0 && c.io.life.is_open() && c.io.close_request.is_none() {
+            // A writable edge with nothing to write (the usual one): nothing
+            // can have changed.
+            return;
+        }
+        if before > 0 {
             let written = self.transport.write(
                 &mut c.transport,
                 &mut Unsent::new(&mut c.io.out, core.pool()),
