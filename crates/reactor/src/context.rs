@@ -49,44 +49,60 @@ impl<'a> Context<'a> {
     ///
     /// [`Handler::on_loop_notify`]: crate::Handler::on_loop_notify
     /// [`Handler::on_close`]: crate::Handler::on_close
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     #[inline]
     pub fn id(&self) -> ConnId {
         self.id
     }
 
     /// The service this callback belongs to.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn service(&self) -> ServiceId {
         self.id.service()
     }
 
     /// Index of the event loop running this callback.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn loop_index(&self) -> usize {
         self.core.index()
     }
 
     /// The time this loop turn started (read once per turn).
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     #[inline]
     pub fn now(&self) -> Instant {
         self.core.now()
     }
 
     /// A handle to reach any connection or the reactor from other threads.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn handle(&self) -> ReactorHandle {
         ReactorHandle::from_shared(self.core.shared().clone())
     }
 
     /// Bytes queued for the current connection and not yet written.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn queued(&self) -> usize {
         self.io.as_ref().map_or(0, |io| io.out.len())
     }
 
     /// True while the current connection is open and no close was asked for.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     #[inline]
     pub fn is_open(&self) -> bool {
         self.io.as_ref().is_some_and(|io| io.life.is_open() && io.close_request.is_none())
     }
 
     /// True once the reactor began a graceful shutdown.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn is_shutting_down(&self) -> bool {
         self.core.shutdown_deadline().is_some()
     }
@@ -95,6 +111,8 @@ impl<'a> Context<'a> {
     /// included); that connection's codec encodes it (a frame codec adds the
     /// header). A stale id (its connection closed) is ignored. See the
     /// type's docs for ordering.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn send_to(&mut self, id: ConnId, payload: Bytes) {
         self.core.route(Command::Send(id, payload));
     }
@@ -103,11 +121,15 @@ impl<'a> Context<'a> {
     /// recipient's codec encodes it into that connection's output (small
     /// ones are copied there, which costs less than sharing them). Returns
     /// how many were addressed.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn broadcast(&mut self, ids: &[ConnId], payload: &Bytes) -> usize {
         self.broadcast_filtered(ids, payload, None)
     }
 
     /// Like [`Context::broadcast`], skipping the current connection.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn broadcast_others(&mut self, ids: &[ConnId], payload: &Bytes) -> usize {
         self.broadcast_filtered(ids, payload, Some(self.id))
     }
@@ -135,6 +157,8 @@ impl<'a> Context<'a> {
 
     /// Calls `on_notify(token)` for connection `id` on its own loop (after
     /// this callback, if it is on this loop).
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn notify(&mut self, id: ConnId, token: u64) {
         self.core.route(Command::Notify(id, token));
     }
@@ -143,11 +167,15 @@ impl<'a> Context<'a> {
     /// `loop_index` (this loop included: then it runs after this callback
     /// returns). Notifies to another loop leave at the end of this loop's
     /// turn, in order with this loop's other messages to that loop.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn notify_loop(&mut self, loop_index: usize, service: ServiceId, token: u64) {
         self.core.route(Command::NotifyLoop(loop_index, service, token));
     }
 
     /// Closes the current connection once its queued output is written.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn close(&mut self) {
         self.close_with(CloseReason::Local);
     }
@@ -156,6 +184,8 @@ impl<'a> Context<'a> {
     /// recording `reason` (a `Protocol` reason is counted and logged as a
     /// protocol error). The first reason given wins. `on_close` runs when
     /// this callback returns.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn close_with(&mut self, reason: CloseReason) {
         if let Some(io) = self.io.as_deref_mut() {
             io.request_close(reason, false);
@@ -163,6 +193,8 @@ impl<'a> Context<'a> {
     }
 
     /// Closes the current connection at once, dropping its queued output.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn abort(&mut self, reason: CloseReason) {
         if let Some(io) = self.io.as_deref_mut() {
             io.request_close(reason, true);
@@ -170,6 +202,8 @@ impl<'a> Context<'a> {
     }
 
     /// Closes another connection (after its queued output is written).
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn close_conn(&mut self, id: ConnId) {
         if id == self.id {
             return self.close();
@@ -180,6 +214,8 @@ impl<'a> Context<'a> {
     /// Arms a timer for the current connection: `on_timer(token)` runs after
     /// `after`, unless the connection closed or the timer was cancelled.
     /// Without a current connection the timer never fires.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerKey {
         let deadline = self.core.now() + after;
         self.core.set_timer(deadline, self.id, TimerKind::User(token))
@@ -187,6 +223,8 @@ impl<'a> Context<'a> {
 
     /// Cancels a timer armed with [`Context::set_timer`]. Cancelling one that
     /// fired or was cancelled already does nothing.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     pub fn cancel_timer(&mut self, key: TimerKey) {
         self.core.cancel_timer(key);
     }
@@ -225,6 +263,8 @@ impl<'c, 'a, C: Codec> ConnContext<'c, 'a, C> {
     /// Encodes `msg` with the connection's codec into its output. Dropped
     /// (with `Ok`) once the connection's close is decided. On error nothing
     /// was queued.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     #[inline]
     pub fn send<M>(&mut self, msg: M) -> Result<(), <C as Encoder<M>>::Error>
     where
@@ -245,12 +285,16 @@ impl<'c, 'a, C: Codec> ConnContext<'c, 'a, C> {
 
     /// The connection's codec state (where its stream is: a frame half
     /// read, a protocol switched).
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     #[inline]
     pub fn codec_state(&mut self) -> &mut C::Conn {
         self.state
     }
 
     /// This loop's codec for the service.
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
     #[inline]
     pub fn codec(&self) -> &C {
         self.codec

@@ -274,6 +274,8 @@ impl<F: FnOnce(&mut BytesMut)> Encoder<Fill<F>> for FrameCodec {
 
 impl FramedContext<'_, '_> {
     /// The service's frame layout.
+    ///
+    /// **Thread:** the loop's, inside a callback.
     #[inline]
     pub fn frame_config(&self) -> &FrameConfig {
         self.codec().config()
@@ -282,6 +284,8 @@ impl FramedContext<'_, '_> {
     /// Sends one frame to the current connection: `message` with its length
     /// field put in (see [`FrameCodec`]), copied into the connection's
     /// output. Refused, with nothing sent, if it cannot be a frame.
+    ///
+    /// **Thread:** the loop's, inside a callback.
     #[inline]
     pub fn send_frame(&mut self, message: &[u8]) -> Result<(), FrameError> {
         self.send(message)
@@ -289,6 +293,8 @@ impl FramedContext<'_, '_> {
 
     /// Sends one frame given as the bytes before its length field and its
     /// body (for a layout with a header before the length).
+    ///
+    /// **Thread:** the loop's, inside a callback.
     #[inline]
     pub fn send_frame_parts(&mut self, prefix: &[u8], body: &[u8]) -> Result<(), FrameError> {
         self.send(Parts { prefix, body })
@@ -298,6 +304,8 @@ impl FramedContext<'_, '_> {
     /// connection's output, so that a reply needs no buffer of its own.
     /// Refused, with nothing sent, if it comes out too long (or, for a
     /// layout with a header before the length, too short).
+    ///
+    /// **Thread:** the loop's, inside a callback.
     #[inline]
     pub fn send_frame_with(&mut self, fill: impl FnOnce(&mut BytesMut)) -> Result<(), FrameError> {
         self.send(Fill(fill))

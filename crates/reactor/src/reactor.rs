@@ -55,6 +55,8 @@ impl Default for ReactorBuilder {
 impl ReactorBuilder {
     /// Number of event-loop threads (default: the number of cores). 0 or more
     /// than 256 is a [`BuildError::Threads`].
+    ///
+    /// **Thread:** any; nothing starts before `build`.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
         self
@@ -63,6 +65,8 @@ impl ReactorBuilder {
     /// How many messages from other threads ([`ReactorHandle::send`] and the
     /// like) each loop's mailbox holds before refusing more with
     /// [`SendError::Full`](crate::SendError::Full) (default 65,536). At least 1.
+    ///
+    /// **Thread:** any; nothing starts before `build`.
     pub fn mailbox_capacity(mut self, n: usize) -> Self {
         self.mailbox_capacity = n.max(1);
         self
@@ -74,6 +78,8 @@ impl ReactorBuilder {
     /// transport); state shared between loops goes behind an `Arc` the
     /// factory clones. Services are numbered in the order added
     /// ([`ServiceId::from_index`]).
+    ///
+    /// **Thread:** any; nothing is bound before `build`.
     pub fn service<S, F>(mut self, config: ServiceConfig, addr: impl ToSocketAddrs, factory: F) -> Self
     where
         S: IntoService,
@@ -91,6 +97,8 @@ impl ReactorBuilder {
     /// Adds a service on a listener bound elsewhere: inherited from a
     /// previous process, or passed by systemd socket activation. It is set
     /// non-blocking here.
+    ///
+    /// **Thread:** any; nothing is used before `build`.
     pub fn service_on<S, F>(mut self, config: ServiceConfig, listener: TcpListener, factory: F) -> Self
     where
         S: IntoService,
@@ -105,6 +113,8 @@ impl ReactorBuilder {
     }
 
     /// Checks every config, binds every listener and starts the loops.
+    ///
+    /// **Thread:** any; it starts the loop threads and returns.
     pub fn build(self) -> Result<Reactor, BuildError> {
         if self.threads == 0 || self.threads > MAX_LOOPS {
             return Err(BuildError::Threads { requested: self.threads, max: MAX_LOOPS });
@@ -252,21 +262,29 @@ pub struct Reactor {
 
 impl Reactor {
     /// Starts configuring a reactor.
+    ///
+    /// **Thread:** any.
     pub fn builder() -> ReactorBuilder {
         ReactorBuilder::default()
     }
 
     /// A handle for other threads.
+    ///
+    /// **Thread:** any; the handle itself is `Send + Sync` and cloneable.
     pub fn handle(&self) -> ReactorHandle {
         self.handle.clone()
     }
 
     /// The address `service` listens on.
+    ///
+    /// **Thread:** any.
     pub fn local_addr(&self, service: ServiceId) -> Option<SocketAddr> {
         self.handle.local_addr(service)
     }
 
     /// Waits until every loop has exited (after a shutdown).
+    ///
+    /// **Thread:** any but a loop thread (a loop joining itself would wait forever); blocks until every loop has exited.
     pub fn join(self) {
         for t in self.threads {
             if t.join().is_err() {
@@ -277,6 +295,8 @@ impl Reactor {
 
     /// Graceful shutdown: stop accepting, let handlers say goodbye, flush,
     /// close what is left after `grace`, and join every thread.
+    ///
+    /// **Thread:** any but a loop thread; blocks until every loop has exited (within `grace` plus the last turn).
     pub fn shutdown(self, grace: Duration) {
         self.handle.shutdown(grace);
         self.join();
