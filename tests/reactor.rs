@@ -569,3 +569,65 @@ fn reconfigure_applies_new_limits_without_dropping_connections() {
     assert_eq!(a.recv().unwrap(), b"a2");
     reactor.shutdown(DEADLINE);
 }
+
+#[test]
+fn build_errors_are_typed_and_nothing_is_clamped() {
+    use switchboard::reactor::BuildError;
+    let echo = |_| Service::new(FrameCodec::default(), TestService::default());
+    let err = |b: switchboard::reactor::ReactorBuilder| b.build().err().expect("refused");
+    assert!(matches!(err(Reactor::builder().threads(0)), BuildError::Threads { requested: 0, .. }));
+    assert!(matches!(err(Reactor::builder().threads(257)), BuildError::Threads { requested: 257, .. }));
+    assert!(matches!(err(Reactor::builder().mailbox_capacity(0)), BuildError::MailboxCapacity));
+    let bad = ServiceConfig { write_low_watermark: 10, write_high_watermark: 5, ..ServiceConfig::new("bad") };
+    assert!(matches!(
+        err(Reactor::builder().threads(1).service(bad, "127.0.0.1:0", echo)),
+        BuildError::Config { .. }
+    ));
+    // A name that does not resolve is reported, not taken for "no address".
+    let e =
+        err(Reactor::builder().threads(1).service(ServiceConfig::new("dns"), "no-such-host.invalid:1", echo));
+    assert!(matches!(e, BuildError::Resolve { .. }), "{e}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let e = err(Reactor::builder().threads(1).service(ServiceConfig::new("busy"), addr, echo));
+    assert!(matches!(e, BuildError::Listen { addr: Some(a), .. } if a == addr), "{e}");
+    assert_eq!(
+        std::io::Error::from(e).kind(),
+        std::io::ErrorKind::AddrInUse,
+        "the kind survives into io::Error"
+    );
+}
+
+#[test]
+fn a_full_mailbox_refuses_at_once_and_counts_it() {
+    use switchboard::reactor::SendError;
+    let reactor = Reactor::builder()
+        .threads(1)
+        .mailbox_capacity(4)
+        .service(ServiceConfig::new("mb"), "127.0.0.1:0", |_| {
+            Service::new(FrameCodec::default(), TestService::default())
+        })
+        .build()
+        .unwrap();
+    let h = reactor.handle();
+    let mut c = Client::connect(reactor.local_addr(FIRST).unwrap());
+    c.send(b"whoami");
+    let id = ConnId::from_u64(u64::from_be_bytes(c.recv().unwrap().try_into().unwrap()));
+    // Far more than four, faster than a loop drains them: some are refused,
+    // none blocks, and what was accepted arrives in order.
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..10_000u32 {
+        match h.send(id, Bytes::from(i.to_be_bytes().to_vec())) {
+            Ok(()) => accepted.push(i),
+            Err(SendError::Full) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(refused > 0, "a mailbox of 4 took 10,000 messages at once");
+    assert_eq!(h.mailbox_refusals(), refused);
+    for want in accepted {
+        assert_eq!(c.recv().unwrap(), want.to_be_bytes());
+    }
+    reactor.shutdown(DEADLINE);
+}

@@ -16,6 +16,8 @@ pub enum BuildError {
         /// The most a reactor runs.
         max: usize,
     },
+    /// `mailbox_capacity(0)`: a mailbox that holds nothing.
+    MailboxCapacity,
     /// More services than a connection id can name.
     TooManyServices {
         /// The most a reactor hosts.
@@ -54,6 +56,7 @@ impl fmt::Display for BuildError {
             BuildError::Threads { requested, max } => {
                 write!(f, "threads: {requested} is not between 1 and {max}")
             }
+            BuildError::MailboxCapacity => f.write_str("mailbox_capacity must be at least 1"),
             BuildError::TooManyServices { max } => write!(f, "at most {max} services"),
             BuildError::Config { service, error } => write!(f, "service {service}: {error}"),
             BuildError::Resolve { service, error } => write!(f, "service {service}: cannot resolve: {error}"),

@@ -47,6 +47,8 @@ pub struct ReactorBuilder {
 
 impl Default for ReactorBuilder {
     fn default() -> Self {
+        // One loop per core, up to what a reactor runs (a default, not a
+        // caller's number: `threads(n)` is checked, never clamped).
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_LOOPS);
         ReactorBuilder { threads, mailbox_capacity: DEFAULT_MAILBOX_CAPACITY, services: Vec::new() }
     }
@@ -64,11 +66,12 @@ impl ReactorBuilder {
 
     /// How many messages from other threads ([`ReactorHandle::send`] and the
     /// like) each loop's mailbox holds before refusing more with
-    /// [`SendError::Full`](crate::SendError::Full) (default 65,536). At least 1.
+    /// [`SendError::Full`](crate::SendError::Full) (default 65,536). 0 is a
+    /// [`BuildError::MailboxCapacity`].
     ///
     /// **Thread:** any; nothing starts before `build`.
     pub fn mailbox_capacity(mut self, n: usize) -> Self {
-        self.mailbox_capacity = n.max(1);
+        self.mailbox_capacity = n;
         self
     }
 
@@ -118,6 +121,9 @@ impl ReactorBuilder {
     pub fn build(self) -> Result<Reactor, BuildError> {
         if self.threads == 0 || self.threads > MAX_LOOPS {
             return Err(BuildError::Threads { requested: self.threads, max: MAX_LOOPS });
+        }
+        if self.mailbox_capacity == 0 {
+            return Err(BuildError::MailboxCapacity);
         }
         if self.services.len() > MAX_SERVICES {
             return Err(BuildError::TooManyServices { max: MAX_SERVICES });

@@ -29,11 +29,13 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    #[inline]
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         // A plain load+store: this loop is the only writer.
         counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
+    #[inline]
     pub(crate) fn sub(counter: &AtomicU64, n: u64) {
         counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
     }
