@@ -200,6 +200,107 @@ fn a_toy_cipher_transport_under_an_unchanged_framed_echo() {
     reactor.shutdown(DEADLINE);
 }
 
+/// A transport with a handshake of its own: the client must send `HI\n`
+/// first, which the transport answers `OK\n` by itself (as a TLS server
+/// answers a ClientHello before the handler hears anything); then bytes
+/// pass through.
+struct Greeting;
+
+#[derive(Default)]
+struct GreetingConn {
+    heard: usize,
+    out: Vec<u8>,
+}
+
+impl Transport for Greeting {
+    type Conn = GreetingConn;
+
+    fn open(&mut self, _peer: SocketAddr) -> io::Result<GreetingConn> {
+        Ok(GreetingConn::default())
+    }
+
+    fn read(
+        &mut self,
+        conn: &mut GreetingConn,
+        socket: &mut Socket<'_>,
+        plain: &mut BytesMut,
+    ) -> io::Result<Received> {
+        let start = plain.len();
+        let room = plain.capacity() - start;
+        let n = socket.read_into(plain)?;
+        if conn.heard < 3 && n > 0 {
+            let take = (3 - conn.heard).min(n);
+            if plain[start..start + take] != b"HI\n"[conn.heard..conn.heard + take] {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "no greeting"));
+            }
+            // The greeting is the transport's: the codec sees what follows.
+            let len = plain.len();
+            plain.copy_within(start + take..len, start);
+            plain.truncate(len - take);
+            conn.heard += take;
+            if conn.heard == 3 {
+                conn.out.extend_from_slice(b"OK\n");
+            }
+        }
+        Ok(Received { wire: n, drained: false, eof: n == 0 && room > 0 })
+    }
+
+    fn write(
+        &mut self,
+        conn: &mut GreetingConn,
+        plain: &mut Unsent<'_>,
+        socket: &mut Socket<'_>,
+    ) -> io::Result<usize> {
+        let mut written = 0;
+        while !conn.out.is_empty() {
+            match socket.write(&conn.out) {
+                Ok(n) => {
+                    conn.out.drain(..n);
+                    written += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written + plain.write_to(socket)?)
+    }
+
+    fn pending(&self, conn: &GreetingConn) -> usize {
+        conn.out.len()
+    }
+}
+
+#[test]
+fn a_transport_speaks_first_and_its_handshake_is_flushed_without_the_handler() {
+    let reactor = Reactor::builder()
+        .threads(1)
+        .service(ServiceConfig::new("greet"), "127.0.0.1:0", |_| {
+            Service::new(FrameCodec::default(), Echo).with_transport(Greeting)
+        })
+        .build()
+        .unwrap();
+    let addr = reactor.local_addr(ServiceId::from_index(0)).unwrap();
+    let mut c = connect(addr);
+    c.write_all(b"HI").unwrap();
+    thread::sleep(Duration::from_millis(50));
+    c.write_all(b"\n").unwrap();
+    // No handler output is queued: only the transport has something to say.
+    let mut ok = [0u8; 3];
+    c.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"OK\n", "the transport's own answer, with nothing from the handler");
+    c.write_all(&frame(b"after")).unwrap();
+    let mut reply = [0u8; 9];
+    c.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[4..], b"after");
+    // A client that does not greet is closed: an I/O error of the transport.
+    let mut rude = connect(addr);
+    rude.write_all(&frame(b"hello")).unwrap();
+    let mut buf = Vec::new();
+    let _ = rude.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "nothing reached the handler");
+    reactor.shutdown(DEADLINE);
+}
+
 /// Lines until an `UPGRADE` line, length-prefixed frames after: a protocol
 /// switch inside a codec, as WebSocket after HTTP's Upgrade.
 struct Switching;

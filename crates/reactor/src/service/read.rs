@@ -57,7 +57,9 @@ impl<H: Handler, T: Transport> ServiceLoop<H, T> {
             };
             let got = self.transport.read(&mut c.transport, &mut Socket::new(&c.io.stream), &mut buf);
             let (wire, drained, eof) = match got {
-                Ok(r) => (r.wire, r.drained && !read_closed, r.eof),
+                // A read that took nothing from the socket and saw no EOF
+                // found it empty, whatever the transport says.
+                Ok(r) => (r.wire, (r.drained && !read_closed) || (r.wire == 0 && !r.eof), r.eof),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, false, false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, true, false),
                 Err(e) => {
@@ -72,6 +74,11 @@ impl<H: Handler, T: Transport> ServiceLoop<H, T> {
             }
             if eof {
                 c.io.life.peer_closed();
+            }
+            if self.transport.pending(&c.transport) > 0 && c.io.mark_dirty() {
+                // The transport has something of its own to say (a handshake
+                // message): flush it even if the handler writes nothing.
+                core.mark_dirty(c.io.id);
             }
             if !buf.is_empty() || eof {
                 self.decode(core, slot, &mut buf, eof);
