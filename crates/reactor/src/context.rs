@@ -35,11 +35,22 @@ pub struct Context<'a> {
     core: &'a mut LoopCore,
     io: Option<&'a mut ConnIo>,
     id: ConnId,
+    /// Messages encoded for the current connection, added to the service's
+    /// counter once, when the context goes.
+    sent: u64,
+}
+
+impl Drop for Context<'_> {
+    fn drop(&mut self) {
+        if self.sent > 0 {
+            Counters::add(&self.core.counters(self.id.service()).frames_out, self.sent);
+        }
+    }
 }
 
 impl<'a> Context<'a> {
     pub(crate) fn new(core: &'a mut LoopCore, io: Option<&'a mut ConnIo>, id: ConnId) -> Context<'a> {
-        Context { core, io, id }
+        Context { core, io, id, sent: 0 }
     }
 
     /// The current connection's id: keep it to reach this connection later,
@@ -279,7 +290,7 @@ impl<'c, 'a, C: Codec> ConnContext<'c, 'a, C> {
         if io.mark_dirty() {
             cx.core.mark_dirty(io.id);
         }
-        Counters::add(&cx.core.counters(cx.id.service()).frames_out, 1);
+        cx.sent += 1;
         Ok(())
     }
 

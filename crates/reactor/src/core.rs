@@ -65,6 +65,8 @@ pub(crate) struct LoopCore {
     timers: TimerQueue,
     /// Time at the start of this turn (one clock read per turn).
     now: Instant,
+    /// `now` in milliseconds since `epoch`, worked out once per turn.
+    now_ms: u64,
     epoch: Instant,
     pool: BufferPool,
     scratch: BytesMut,
@@ -94,6 +96,7 @@ impl LoopCore {
             shared,
             timers: TimerQueue::default(),
             now: epoch,
+            now_ms: 0,
             epoch,
             pool: BufferPool::new(POOL_BUFFER_SIZE, POOL_MAX_BYTES),
             scratch: BytesMut::with_capacity(SCRATCH_SIZE),
@@ -128,10 +131,11 @@ impl LoopCore {
     /// Reads the clock: once per turn.
     pub(crate) fn tick(&mut self) {
         self.now = Instant::now();
+        self.now_ms = self.now.saturating_duration_since(self.epoch).as_millis() as u64;
     }
 
     pub(crate) fn now_ms(&self) -> u64 {
-        self.now.saturating_duration_since(self.epoch).as_millis() as u64
+        self.now_ms
     }
 
     pub(crate) fn counters(&self, service: ServiceId) -> &Counters {
