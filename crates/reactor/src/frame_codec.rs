@@ -21,6 +21,9 @@ use std::ops::Deref;
 #[derive(Clone, Copy, Debug)]
 pub struct FrameCodec {
     config: FrameConfig,
+    /// The layout is the common one (a 4-byte big-endian length first, no
+    /// adjustment): heads are read without the general path's arithmetic.
+    plain_u32: bool,
 }
 
 /// A [`ConnContext`] of a frame codec.
@@ -37,7 +40,26 @@ pub struct FrameState {
 impl FrameCodec {
     /// Frames in the layout `config` describes.
     pub fn new(config: FrameConfig) -> FrameCodec {
-        FrameCodec { config }
+        let plain_u32 = config.length_field_offset() == 0
+            && config.length_field_length() == 4
+            && config.length_adjustment() == 0
+            && config.endian() == framing::Endian::Big
+            && config.strip() <= 4;
+        FrameCodec { config, plain_u32 }
+    }
+
+    /// The length of the frame at the front of `input`, from its head.
+    #[inline]
+    fn frame_len(&self, input: &[u8]) -> Result<Option<usize>, FrameError> {
+        if self.plain_u32 {
+            let Some(head) = input.first_chunk::<4>() else { return Ok(None) };
+            let body = u32::from_be_bytes(*head) as usize;
+            if body <= self.config.max_frame_length() {
+                return Ok(Some(4 + body));
+            }
+            // Over the limit: the general path says exactly how.
+        }
+        self.config.frame_len(input)
     }
 
     /// The layout and limits in force.
@@ -52,7 +74,7 @@ impl FrameCodec {
     /// to follow a setting that changes at run time.
     pub fn set_max_frame_length(&mut self, max: usize) {
         if max != self.config.max_frame_length() {
-            self.config = self.config.with_max_frame_length(max);
+            *self = FrameCodec::new(self.config.with_max_frame_length(max));
         }
     }
 
@@ -168,7 +190,7 @@ impl Codec for FrameCodec {
         input: &'a mut BytesMut,
     ) -> Result<Option<(Frame<'a>, usize)>, FrameDecodeError> {
         let frame_len = match conn.frame_len {
-            0 => match self.config.frame_len(input) {
+            0 => match self.frame_len(input) {
                 Ok(Some(len)) => len,
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(self.error(e, input)),
@@ -195,7 +217,7 @@ impl Codec for FrameCodec {
         input: &'a mut BytesMut,
     ) -> Result<Option<(Frame<'a>, usize)>, FrameDecodeError> {
         let head = match conn.frame_len {
-            0 => self.config.frame_len(input),
+            0 => self.frame_len(input),
             len => Ok(Some(len)),
         };
         match head {
@@ -309,5 +331,79 @@ impl FramedContext<'_, '_> {
     #[inline]
     pub fn send_frame_with(&mut self, fill: impl FnOnce(&mut BytesMut)) -> Result<(), FrameError> {
         self.send(Fill(fill))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Buf;
+
+    /// Decodes every frame of `wire` fed in `chunk`-byte reads; the frames,
+    /// or the error that stopped them.
+    fn decode_all(codec: &mut FrameCodec, wire: &[u8], chunk: usize) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut state = codec.open();
+        let mut input = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in wire.chunks(chunk.max(1)) {
+            input.extend_from_slice(piece);
+            loop {
+                let (frame, used) = match codec.decode(&mut state, &mut input) {
+                    Ok(Some((f, used))) => (f.payload().to_vec(), used),
+                    Ok(None) => break,
+                    Err(e) => return Err(e.error),
+                };
+                out.push(frame);
+                input.advance(used);
+            }
+        }
+        match codec.decode_eof(&mut state, &mut input) {
+            Ok(None) => Ok(out),
+            Ok(Some(_)) => unreachable!("every whole frame was taken"),
+            Err(e) => Err(e.error),
+        }
+    }
+
+    #[test]
+    fn the_common_layout_decodes_as_the_general_path_does() {
+        let config = FrameConfig::builder().max_frame_length(300).build().unwrap();
+        let mut fast = FrameCodec::new(config);
+        let mut general = FrameCodec { plain_u32: false, ..fast };
+        assert!(fast.plain_u32);
+        let mut wire = BytesMut::new();
+        for i in 0..50usize {
+            config.encode(&vec![i as u8; i * 6], &mut wire).unwrap();
+        }
+        for chunk in [1, 3, 7, 64, 4096] {
+            let a = decode_all(&mut fast, &wire, chunk);
+            assert_eq!(a, decode_all(&mut general, &wire, chunk));
+            assert_eq!(a.unwrap().len(), 50);
+        }
+        // Over the limit, and cut short: the same errors.
+        let mut bad = wire.clone();
+        bad.extend_from_slice(&301u32.to_be_bytes());
+        assert_eq!(decode_all(&mut fast, &bad, 5), Err(FrameError::TooLong { len: 301, max: 300 }));
+        assert_eq!(decode_all(&mut fast, &bad, 5), decode_all(&mut general, &bad, 5));
+        let cut = &wire[..wire.len() - 1];
+        assert!(matches!(decode_all(&mut fast, cut, 9), Err(FrameError::Incomplete { .. })));
+        assert_eq!(decode_all(&mut fast, cut, 9), decode_all(&mut general, cut, 9));
+    }
+
+    #[test]
+    fn a_lowered_limit_applies_from_the_next_head() {
+        let mut codec = FrameCodec::new(FrameConfig::default());
+        let mut state = codec.open();
+        let mut input = BytesMut::from(&[0, 0, 0, 10, 1, 2][..]);
+        assert!(codec.decode(&mut state, &mut input).unwrap().is_none());
+        codec.set_max_frame_length(5);
+        input.extend_from_slice(&[3, 4, 5, 6, 7, 8, 9, 10]);
+        let (frame, used) = codec.decode(&mut state, &mut input).unwrap().unwrap();
+        assert_eq!(frame.payload(), &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "the frame in flight finishes");
+        input.advance(used);
+        input.extend_from_slice(&[0, 0, 0, 6]);
+        assert!(matches!(
+            codec.decode(&mut state, &mut input),
+            Err(FrameDecodeError { error: FrameError::TooLong { .. }, .. })
+        ));
     }
 }

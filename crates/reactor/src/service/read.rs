@@ -20,6 +20,7 @@ const LINGER_READS: usize = 16;
 
 /// The next message at the front of `buf`; `eof`: the peer closed.
 #[allow(clippy::type_complexity)]
+#[inline(always)]
 fn next_message<'a, C: Codec>(
     codec: &mut C,
     conn: &mut C::Conn,
