@@ -9,8 +9,7 @@ use crate::protocol::{ErrorCode, Position, PresenceKind, PushRef, RoomInfo, Serv
 use crate::room::{Event, HistoryPlan, RoomState};
 use crate::store::{new_epoch, Append, Committed, Entry, FsyncPolicy, LogWriter, RoomLog};
 use bytes::{Bytes, BytesMut};
-use framing::FrameConfig;
-use reactor::{ConnId, Context, ReactorHandle};
+use reactor::{ConnId, Context, ReactorHandle, ServiceId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
@@ -137,7 +136,6 @@ pub struct ChatCore {
     rooms: Mutex<HashMap<Arc<str>, RoomRef>>,
     next_id: Arc<AtomicU64>,
     going_away: Mutex<(String, u32)>,
-    frames: FrameConfig,
     log: Arc<dyn RoomLog>,
     policy: FsyncPolicy,
     writer: OnceLock<LogWriter<AppendToken>>,
@@ -157,11 +155,10 @@ impl ChatCore {
     /// [`ChatCore::attach`] once the reactor is built.
     pub fn new(
         settings: Settings,
-        frames: FrameConfig,
         log: Arc<dyn RoomLog>,
         policy: FsyncPolicy,
         loops: usize,
-        service: usize,
+        service: ServiceId,
     ) -> Arc<ChatCore> {
         Arc::new(ChatCore {
             max_payload: AtomicU32::new(settings.limits.max_payload),
@@ -171,7 +168,6 @@ impl ChatCore {
             rooms: Mutex::new(HashMap::new()),
             next_id: Arc::new(AtomicU64::new(log.first_id())),
             going_away: Mutex::new(("server shutting down".to_string(), 0)),
-            frames,
             log,
             policy,
             writer: OnceLock::new(),
@@ -196,7 +192,10 @@ impl ChatCore {
         std::thread::Builder::new().name("room-counts".into()).spawn(move || loop {
             std::thread::sleep(Duration::from_secs(1));
             match weak.upgrade() {
-                Some(core) => core.push_counts(),
+                Some(core) => {
+                    core.push_counts();
+                    core.delivery.wake_stalled(core.delivery.handle());
+                }
                 None => return,
             }
         })?;
@@ -374,8 +373,8 @@ impl ChatCore {
             deliver(cx, &mut st, l);
             if st.member_count() < settings.presence_max_members {
                 let push = PushRef::Presence { room: name, nick, kind: PresenceKind::Joined };
-                if let Some(frame) = self.frame(push) {
-                    st.push(Event { frame, skip: None });
+                if let Some(frame) = self.payload(push) {
+                    st.push(Event { payload: frame, skip: None });
                     deliver(cx, &mut st, l);
                     self.delivery.schedule(&room, &mut st, &mut Waker::Context(cx));
                 }
@@ -423,8 +422,8 @@ impl ChatCore {
         let nick = st.remove_member(cx.id()).ok_or(ErrorCode::NotMember)?;
         if st.member_count() < settings.presence_max_members {
             let push = PushRef::Presence { room: &room.name, nick: &nick, kind: PresenceKind::Left };
-            if let Some(frame) = self.frame(push) {
-                st.push(Event { frame, skip: None });
+            if let Some(frame) = self.payload(push) {
+                st.push(Event { payload: frame, skip: None });
                 deliver(cx, &mut st, l);
                 self.delivery.schedule(room, &mut st, &mut Waker::Context(cx));
             }
@@ -456,8 +455,8 @@ impl ChatCore {
             }
             st.count_dirty = false;
             let push = PushRef::MemberCount { room: &room.name, members: st.member_count() as u32 };
-            if let Some(frame) = self.frame(push) {
-                st.push(Event { frame, skip: None });
+            if let Some(frame) = self.payload(push) {
+                st.push(Event { payload: frame, skip: None });
                 self.delivery.schedule(&room, &mut st, &mut Waker::Handle(handle));
             }
         }
@@ -527,7 +526,7 @@ impl ChatCore {
             text: &entry.text,
             history: false,
         };
-        let Some(frame) = self.frame(push) else { return };
+        let Some(frame) = self.payload(push) else { return };
         let offset = entry.offset;
         let waiters = st.publish_message(
             entry,
@@ -539,12 +538,7 @@ impl ChatCore {
         st.set_trimmed(offset.saturating_sub(settings.retain_messages));
         self.delivery.schedule(room, st, waker);
         for w in waiters {
-            match waker {
-                Waker::Context(cx) => cx.notify(w, offset),
-                Waker::Handle(h) => {
-                    h.notify(w, offset);
-                }
-            }
+            self.delivery.notify(waker, w, offset);
         }
     }
 
@@ -570,7 +564,7 @@ impl ChatCore {
             }
             if let Some(ack) = token.ack {
                 let failed = if ok { 0 } else { ACK_FAILED };
-                handle.notify(ack.conn, ack.token | ACK | failed);
+                self.delivery.notify(&mut Waker::Handle(handle), ack.conn, ack.token | ACK | failed);
             }
             if !touched.iter().any(|r| Arc::ptr_eq(r, &room)) {
                 touched.push(room);
@@ -669,9 +663,9 @@ impl ChatCore {
     ) -> Result<Posted, ErrorCode> {
         let target = self.user(to).ok_or(ErrorCode::UnknownUser)?;
         let (id, ts_us) = self.stamp();
-        let frame = self.frame(PushRef::Direct { id, ts_us, from, text }).ok_or(ErrorCode::TextTooLong)?;
-        cx.send_to(target, frame);
-        cx.count_frames_out(1);
+        let payload =
+            self.payload(PushRef::Direct { id, ts_us, from, text }).ok_or(ErrorCode::TextTooLong)?;
+        cx.send_to(target, payload);
         Ok(Posted { id, ts_us, offset: 0, stored: true })
     }
 
@@ -725,20 +719,17 @@ impl ChatCore {
         lock(&self.rooms).len()
     }
 
-    /// Encodes a push once as a whole frame (the chat service's frame
-    /// format), to share among recipients. `None` if it would not fit the
-    /// frame limit, which callers prevent by checking text lengths first.
-    pub fn frame(&self, push: PushRef<'_>) -> Option<Bytes> {
+    /// Encodes a push once, to share among recipients: each recipient's
+    /// codec frames it (the chat service's frame format on the TCP door).
+    /// `None` if it would not fit the frame limit, which callers prevent by
+    /// checking text lengths first.
+    pub fn payload(&self, push: PushRef<'_>) -> Option<Bytes> {
         let len = push.encoded_len();
         if len > self.max_payload() as usize {
             log::error!("a push of {len} bytes does not fit the frame limit");
             return None;
         }
-        let mut buf = BytesMut::with_capacity(self.frames.header_len() + len);
-        if let Err(e) = self.frames.encode_header(len, &mut buf) {
-            log::error!("cannot frame a push: {e}");
-            return None;
-        }
+        let mut buf = BytesMut::with_capacity(len);
         push.encode(&mut buf);
         Some(buf.freeze())
     }

@@ -6,7 +6,7 @@
 //! - [`config`]: the TOML configuration and its checks (`chat-server -t`);
 //! - [`core`]: users, rooms and history shared by every event loop;
 //! - [`session`]: one connection's protocol state machine, a
-//!   [`reactor::FrameHandler`];
+//!   [`reactor::Handler`] over the [`reactor::FrameCodec`];
 //! - [`http_api`]: the same chat over HTTP/1.1, on the `http1` adapter;
 //! - [`server`]: the reactor with its chat services, and reload;
 //! - [`listeners`] and [`upgrade`]: inherited listening sockets (systemd,

@@ -28,13 +28,13 @@ use reactor::ConnId;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-/// An event in a room's stream: a frame for every member of the room but
-/// one (the sender of a message gets a `Sent` reply instead; a user never
+/// An event in a room's stream: a payload (each member's codec frames it)
+/// for every member of the room but one (the sender of a message gets a `Sent` reply instead; a user never
 /// hears of its own presence).
 #[derive(Clone, Debug)]
 pub struct Event {
-    /// The encoded frame, shared by every recipient.
-    pub frame: Bytes,
+    /// The encoded push, shared by every recipient.
+    pub payload: Bytes,
     /// The member that does not receive it.
     pub skip: Option<ConnId>,
 }
@@ -258,7 +258,7 @@ impl RoomState {
     pub fn publish_message(
         &mut self,
         entry: Arc<Entry>,
-        frame: Bytes,
+        payload: Bytes,
         sender: Option<ConnId>,
         tail_len: usize,
         tail_max_bytes: usize,
@@ -271,7 +271,7 @@ impl RoomState {
                 self.tail_bytes -= old.heap_size();
             }
         }
-        self.push(Event { frame, skip: sender });
+        self.push(Event { payload, skip: sender });
         std::mem::take(&mut self.waiters)
     }
 
@@ -428,7 +428,7 @@ impl RoomState {
 
     /// Bytes the room holds for its tail and stream (for bounds, metrics).
     pub fn memory(&self) -> usize {
-        self.tail_bytes + self.events.iter().map(|e| e.frame.len()).sum::<usize>()
+        self.tail_bytes + self.events.iter().map(|e| e.payload.len()).sum::<usize>()
     }
 }
 

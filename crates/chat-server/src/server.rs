@@ -11,7 +11,7 @@ use crate::store::{FsyncPolicy, MemoryLog, OpenError, RedbLog, RoomLog};
 use bytes::{BufMut, Bytes, BytesMut};
 use framing::FrameConfig;
 use http1::{HttpConfig, HttpService};
-use reactor::{Framed, Reactor, ReactorHandle, ServiceConfig, SlowConsumerPolicy};
+use reactor::{FrameCodec, Reactor, ReactorHandle, Service, ServiceConfig, ServiceId, SlowConsumerPolicy};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -208,7 +208,8 @@ impl ChatServer {
         let frames = frame_config(&config);
         let loops = loop_count(&config);
         // Service 0 (the first chat listener) delivers room streams.
-        let core = ChatCore::new(settings(&config), frames, log, fsync_policy(&config), loops, 0);
+        let core =
+            ChatCore::new(settings(&config), log, fsync_policy(&config), loops, ServiceId::from_index(0));
         let mut builder = Reactor::builder().threads(loops);
         let http = http_config(&config);
         http.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("http: {e}")))?;
@@ -220,7 +221,7 @@ impl ChatServer {
             builder = match bound.kind {
                 ServiceKind::Chat => {
                     builder.service_on(service_config(&config, &name), listener, move |_| {
-                        Framed::new(frames, ChatService::new(core.clone()))
+                        Service::new(FrameCodec::new(frames), ChatService::new(core.clone()))
                     })
                 }
                 ServiceKind::Http => {
@@ -293,7 +294,7 @@ impl ChatServer {
                 ServiceKind::Chat => service_config(&new, &name),
                 ServiceKind::Http => http_service_config(&new, &name),
             };
-            handle.reconfigure(i, service)?;
+            handle.reconfigure(ServiceId::from_index(i), service).map_err(|e| e.to_string())?;
         }
         self.core.reload(settings(&new));
         let (listen, http, threads) =

@@ -12,9 +12,8 @@ use crate::protocol::{
     ClientFrame, ClientFrameRef, DecodeErrorKind, ErrorCode, OkBody, Push, PushRef, RequestRef, ServerFrame,
     PROTOCOL_VERSION,
 };
-use bytes::Bytes;
 use framing::FrameError;
-use reactor::{CloseReason, FrameHandler, FramedContext};
+use reactor::{CloseReason, Context, Frame, FrameCodec, FrameDecodeError, FramedContext, Handler};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -427,7 +426,8 @@ fn error_push(cx: &mut FramedContext<'_, '_>, code: ErrorCode, message: &str) {
     send_push(cx, &Push::Error { code, message: message.to_string() });
 }
 
-impl FrameHandler for ChatService {
+impl Handler for ChatService {
+    type Codec = FrameCodec;
     type Conn = Session;
 
     fn on_open(&mut self, cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) -> Session {
@@ -449,11 +449,11 @@ impl FrameHandler for ChatService {
         }
     }
 
-    fn on_frame(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: Bytes) {
+    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: Frame<'_>) {
         self.refresh();
         s.last_heard = cx.now();
         s.pinged = false;
-        match ClientFrameRef::decode(&frame) {
+        match ClientFrameRef::decode(frame.payload()) {
             Ok(f) => self.take(cx, s, f),
             Err(e) => {
                 let fatal = match e.kind {
@@ -489,16 +489,21 @@ impl FrameHandler for ChatService {
         }
     }
 
-    fn on_frame_error(&mut self, cx: &mut FramedContext<'_, '_>, _s: &mut Session, error: &FrameError) {
-        let code = match error {
+    fn on_decode_error(
+        &mut self,
+        cx: &mut FramedContext<'_, '_>,
+        _s: &mut Session,
+        error: &FrameDecodeError,
+    ) {
+        let code = match error.error {
             FrameError::TooLong { .. } => ErrorCode::FrameTooLarge,
             _ => ErrorCode::Malformed,
         };
         error_push(cx, code, &error.to_string());
     }
 
-    fn max_frame_length(&self) -> Option<usize> {
-        Some(self.core.max_payload() as usize)
+    fn tune_codec(&mut self, codec: &mut FrameCodec) {
+        codec.set_max_frame_length(self.core.max_payload() as usize);
     }
 
     fn on_timer(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, token: u64) {
@@ -531,7 +536,7 @@ impl FrameHandler for ChatService {
         }
     }
 
-    fn on_loop_notify(&mut self, cx: &mut FramedContext<'_, '_>, _token: u64) {
+    fn on_loop_notify(&mut self, cx: &mut Context<'_>, _token: u64) {
         self.core.deliver_queued(cx);
     }
 
@@ -540,7 +545,7 @@ impl FrameHandler for ChatService {
         send_push(cx, &Push::GoingAway { retry_after_ms, reason });
     }
 
-    fn on_close(&mut self, cx: &mut FramedContext<'_, '_>, s: Session, reason: &CloseReason) {
+    fn on_close(&mut self, cx: &mut Context<'_>, s: Session, reason: &CloseReason) {
         let Some(nick) = s.nick else { return };
         for m in s.rooms {
             // NotMember can only mean the room was already left.

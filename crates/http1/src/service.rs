@@ -2,18 +2,19 @@
 //! input, calls the handler in request order, writes responses and keeps the
 //! connection's deadlines with reactor timers.
 
+use crate::codec::{Continue, HttpCodec, Incoming, Reply};
 use crate::config::HttpConfig;
-use crate::date::DateCache;
-use crate::decoder::Decoder;
 use crate::handler::{HttpContext, HttpHandler, Outcome, Wake};
 use crate::parse::{reject, Reject};
 use crate::request::{Method, Request, Version};
-use crate::response::{encode, Persistence, Response, CONTINUE};
-use bytes::BytesMut;
-use reactor::{CloseReason, Context, Handler};
+use crate::response::{Persistence, Response};
+use reactor::{CloseReason, ConnContext, Context, Handler, IntoService, Plain, Service};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
+
+/// The context of an HTTP connection, as the adapter sees it.
+type Cx<'c, 'a> = ConnContext<'c, 'a, HttpCodec>;
 
 /// Timer tokens with this bit are the adapter's; others are the handler's.
 const INTERNAL: u64 = 1 << 63;
@@ -52,10 +53,10 @@ struct Waiting<P> {
     queue: VecDeque<Queued>,
 }
 
-/// Per-connection state of an [`HttpService`]. Between requests it holds
-/// no heap memory: a request being read or waited on is boxed.
+/// Per-connection state of an [`HttpService`] (the request stream's is the
+/// codec's). Between requests it holds no heap memory: a request waited on
+/// is boxed.
 pub struct HttpConn<P> {
-    decoder: Decoder,
     waiting: Option<Box<Waiting<P>>>,
     /// When the connection gives up on its client, and why.
     deadline: Option<(Instant, Phase)>,
@@ -64,9 +65,8 @@ pub struct HttpConn<P> {
     /// none (a timer that fires early finds a later deadline and re-arms).
     timer_at: Option<Instant>,
     wait_seq: u64,
-    /// Input is no longer parsed (a bad request, a closing response, too
-    /// many queued): what is queued is answered, the rest discarded.
-    stopped: bool,
+    /// A request completed during the current read.
+    completed: bool,
     /// The close is requested: nothing more is written.
     closed: bool,
 }
@@ -95,7 +95,16 @@ pub struct HttpConn<P> {
 pub struct HttpService<H: HttpHandler> {
     handler: H,
     config: HttpConfig,
-    date: DateCache,
+}
+
+impl<H: HttpHandler> IntoService for HttpService<H> {
+    type Handler = HttpService<H>;
+    type Transport = Plain;
+
+    /// The service with its codec, built from the same config.
+    fn into_service(self) -> Service<HttpService<H>> {
+        Service::new(HttpCodec::new(self.config.clone()), self)
+    }
 }
 
 impl<H: HttpHandler> HttpService<H> {
@@ -108,7 +117,7 @@ impl<H: HttpHandler> HttpService<H> {
         if let Err(e) = config.validate() {
             panic!("invalid HttpConfig: {e}");
         }
-        HttpService { handler, config, date: DateCache::new() }
+        HttpService { handler, config }
     }
 
     /// The handler.
@@ -122,14 +131,14 @@ impl<H: HttpHandler> HttpService<H> {
     }
 
     /// Routes a whole request: to the handler, or behind a pending response.
-    fn dispatch(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, req: Request) {
+    fn dispatch(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, req: Request) {
         let Some(w) = conn.waiting.as_mut() else {
             return self.serve(cx, conn, req);
         };
         if w.queue.len() >= self.config.max_pipelined {
             log::debug!("http1: {}: over {} queued requests; closing", cx.id(), self.config.max_pipelined);
             w.queue.push_back(Queued::Close);
-            conn.stopped = true;
+            cx.codec_state().stopped = true;
         } else {
             let mut req = req;
             req.detach();
@@ -137,7 +146,7 @@ impl<H: HttpHandler> HttpService<H> {
         }
     }
 
-    fn serve(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, req: Request) {
+    fn serve(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, req: Request) {
         match self.handler.on_request(&mut HttpContext::new(cx), &req) {
             Outcome::Respond(resp) => self.respond(cx, conn, &req, &resp),
             Outcome::Wait { pending, timeout } => {
@@ -153,7 +162,7 @@ impl<H: HttpHandler> HttpService<H> {
 
     fn respond(
         &mut self,
-        cx: &mut Context<'_>,
+        cx: &mut Cx<'_, '_>,
         conn: &mut HttpConn<H::Pending>,
         req: &Request,
         resp: &Response,
@@ -168,12 +177,10 @@ impl<H: HttpHandler> HttpService<H> {
             (true, Version::Http11) => Persistence::Default,
         };
         let head_only = req.method() == Method::Head;
-        let date = self.date.get(cx.now());
-        if let Some(Some(body)) = cx.write_with(|buf| encode(resp, head_only, persistence, date, buf)) {
-            cx.send(body);
-        }
+        let now = cx.now();
+        let Ok(()) = cx.send(Reply { response: resp, head_only, persistence, now });
         if !keep {
-            conn.stopped = true;
+            cx.codec_state().stopped = true;
             conn.closed = true;
             cx.close();
         }
@@ -181,23 +188,24 @@ impl<H: HttpHandler> HttpService<H> {
 
     /// Refuses the request being read: at once, or after the responses
     /// still owed for earlier requests.
-    fn refuse(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, r: Reject) {
-        conn.stopped = true;
+    fn refuse(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, r: Reject) {
+        cx.codec_state().stopped = true;
         match conn.waiting.as_mut() {
             Some(w) => w.queue.push_back(Queued::Reject(r)),
             None => self.send_reject(cx, conn, r),
         }
     }
 
-    fn send_reject(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, r: Reject) {
+    fn send_reject(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, r: Reject) {
         if conn.closed {
             return;
         }
         log::debug!("http1: {}: {} {}", cx.id(), r.status, r.reason);
         let resp = Response::text(r.status, format!("{}\n", r.reason));
-        let date = self.date.get(cx.now());
-        cx.write_with(|buf| encode(&resp, false, Persistence::Close, date, buf));
-        conn.stopped = true;
+        let now = cx.now();
+        let Ok(()) =
+            cx.send(Reply { response: &resp, head_only: false, persistence: Persistence::Close, now });
+        cx.codec_state().stopped = true;
         conn.closed = true;
         // Counted by the reactor: slow clients as timeouts, the rest as
         // protocol errors.
@@ -208,7 +216,7 @@ impl<H: HttpHandler> HttpService<H> {
     }
 
     /// Lets the handler answer a pending response; then serves what queued.
-    fn wake(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, wake: Wake) {
+    fn wake(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, wake: Wake) {
         let Some(w) = conn.waiting.as_mut() else { return };
         let resp = match self.handler.on_wake(&mut HttpContext::new(cx), &w.req, &mut w.pending, wake) {
             Some(resp) => resp,
@@ -247,27 +255,29 @@ impl<H: HttpHandler> HttpService<H> {
 
     /// Sends `100 Continue` if the body being read waits for it and no
     /// earlier response is owed (it would be taken as that one's).
-    fn send_continue(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>) {
-        if !conn.stopped && conn.waiting.is_none() && conn.decoder.continue_owed() {
-            cx.write(CONTINUE);
-            conn.decoder.continue_sent();
+    fn send_continue(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>) {
+        let stream = cx.codec_state();
+        if !stream.stopped && conn.waiting.is_none() && stream.decoder.continue_owed() {
+            stream.decoder.continue_sent();
+            let Ok(()) = cx.send(Continue);
         }
     }
 
     /// Sets the connection's deadline for what it is doing now. `new_head`:
     /// a head in progress started now (a request before it just completed).
-    fn rearm(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, new_head: bool) {
+    fn rearm(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, new_head: bool) {
         let now = cx.now();
         // Still within the same head (or, on a new connection, still before
         // the first complete one).
         let same_head = !new_head && matches!(conn.deadline, Some((_, Phase::Head)));
-        conn.deadline = if conn.stopped || conn.waiting.is_some() {
+        let stream = cx.codec_state();
+        conn.deadline = if stream.stopped || conn.waiting.is_some() {
             None // a wait has its own timeout; a stopped connection, the reactor's linger
-        } else if conn.decoder.in_body() {
+        } else if stream.decoder.in_body() {
             Some((now + self.config.body_timeout, Phase::Body))
         } else if same_head {
             conn.deadline
-        } else if conn.decoder.in_head() {
+        } else if stream.decoder.in_head() {
             Some((now + self.config.head_timeout, Phase::Head))
         } else {
             Some((now + self.config.keep_alive_timeout, Phase::Idle))
@@ -276,16 +286,17 @@ impl<H: HttpHandler> HttpService<H> {
     }
 
     /// Arms a timer for the deadline unless one fires at or before it.
-    fn arm_timer(&self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>) {
+    fn arm_timer(&self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>) {
         if let Some((at, _)) = conn.deadline {
             if conn.timer_at.is_none_or(|t| t > at) {
-                cx.set_timer(at.saturating_duration_since(cx.now()), DEADLINE);
+                let after = at.saturating_duration_since(cx.now());
+                cx.set_timer(after, DEADLINE);
                 conn.timer_at = Some(at);
             }
         }
     }
 
-    fn deadline_passed(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>) {
+    fn deadline_passed(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>) {
         let now = cx.now();
         if conn.timer_at.is_some_and(|t| t <= now) {
             conn.timer_at = None;
@@ -298,7 +309,7 @@ impl<H: HttpHandler> HttpService<H> {
                 self.refuse(cx, conn, reject(408, "request body timeout"))
             }
             Some((at, Phase::Idle)) if at <= now => {
-                conn.stopped = true;
+                cx.codec_state().stopped = true;
                 conn.closed = true;
                 cx.close_with(CloseReason::IdleTimeout);
             }
@@ -310,39 +321,36 @@ impl<H: HttpHandler> HttpService<H> {
 }
 
 impl<H: HttpHandler> Handler for HttpService<H> {
+    type Codec = HttpCodec;
     type Conn = HttpConn<H::Pending>;
 
-    fn on_open(&mut self, cx: &mut Context<'_>, _peer: SocketAddr) -> Self::Conn {
+    fn on_open(&mut self, cx: &mut Cx<'_, '_>, _peer: SocketAddr) -> Self::Conn {
         let mut conn = HttpConn {
-            decoder: Decoder::new(),
             waiting: None,
             // The first head is timed from the accept: a client that sends
             // nothing gets its 408 too.
             deadline: Some((cx.now() + self.config.head_timeout, Phase::Head)),
             timer_at: None,
             wait_seq: 0,
-            stopped: false,
+            completed: false,
             closed: false,
         };
         self.rearm(cx, &mut conn, false);
         conn
     }
 
-    fn on_data(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, input: &mut BytesMut) {
-        let mut completed = false;
-        while !conn.stopped {
-            match conn.decoder.decode(input, &self.config) {
-                Ok(Some(req)) => {
-                    completed = true;
-                    self.dispatch(cx, conn, req);
-                }
-                Ok(None) => break,
-                Err(r) => self.refuse(cx, conn, r),
+    fn on_message(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn, incoming: Incoming) {
+        match incoming.0 {
+            Ok(req) => {
+                conn.completed = true;
+                self.dispatch(cx, conn, req);
             }
+            Err(r) => self.refuse(cx, conn, r),
         }
-        if conn.stopped {
-            input.clear();
-        }
+    }
+
+    fn on_read(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn) {
+        let completed = std::mem::take(&mut conn.completed);
         self.send_continue(cx, conn);
         self.rearm(cx, conn, completed);
     }
@@ -352,7 +360,7 @@ impl<H: HttpHandler> Handler for HttpService<H> {
     // (a half-close after the request is rare in HTTP), so the wait is
     // cancelled rather than held open for a reader that may be gone.
 
-    fn on_timer(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, token: u64) {
+    fn on_timer(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn, token: u64) {
         if token == DEADLINE {
             self.deadline_passed(cx, conn);
         } else if token & WAIT == WAIT {
@@ -364,7 +372,7 @@ impl<H: HttpHandler> Handler for HttpService<H> {
         }
     }
 
-    fn on_notify(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, token: u64) {
+    fn on_notify(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn, token: u64) {
         self.wake(cx, conn, Wake::Notify(token));
     }
 
@@ -372,7 +380,7 @@ impl<H: HttpHandler> Handler for HttpService<H> {
         self.handler.on_loop_notify(&mut HttpContext::new(cx), token);
     }
 
-    fn on_shutdown(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn) {
+    fn on_shutdown(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn) {
         self.wake(cx, conn, Wake::Shutdown);
     }
 
@@ -389,8 +397,9 @@ mod tests {
 
     #[test]
     fn an_idle_connection_is_small() {
-        // Its slab entry is all an idle keep-alive connection costs (ANCHORS 8.5).
-        let size = std::mem::size_of::<HttpConn<()>>();
-        assert!(size <= 96, "HttpConn is {size} bytes");
+        // Its slab entry is all an idle keep-alive connection costs (ANCHORS 8.5):
+        // the adapter's state and the codec's.
+        let size = std::mem::size_of::<HttpConn<()>>() + std::mem::size_of::<crate::codec::HttpStream>();
+        assert!(size <= 96, "HttpConn and HttpStream are {size} bytes");
     }
 }

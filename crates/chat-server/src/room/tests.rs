@@ -36,7 +36,7 @@ fn drain(r: &mut RoomState, l: usize) -> Vec<(Vec<ConnId>, String)> {
         events
             .map(|e| {
                 let to: Vec<ConnId> = ids.iter().copied().filter(|&i| Some(i) != e.skip).collect();
-                (to, String::from_utf8(e.frame.to_vec()).unwrap())
+                (to, String::from_utf8(e.payload.to_vec()).unwrap())
             })
             .collect()
     };
