@@ -4,6 +4,8 @@
 //! caller's reactor context. Room logic proper (order, membership, history,
 //! resume) is the I/O-free `room.rs`; this file is the driver around it.
 
+use crate::cluster::node::LoadWaiter;
+use crate::cluster::Cluster;
 use crate::delivery::{deliver, Delivery, Waker};
 use crate::protocol::{ErrorCode, Position, PresenceKind, PushRef, RoomInfo, ServerLimits};
 use crate::room::{Event, HistoryPlan, RoomState};
@@ -133,15 +135,21 @@ pub struct ChatCore {
     generation: AtomicU64,
     max_payload: AtomicU32,
     users: Mutex<HashMap<Arc<str>, ConnId>>,
-    rooms: Mutex<HashMap<Arc<str>, RoomRef>>,
+    pub(crate) rooms: Mutex<HashMap<Arc<str>, RoomRef>>,
     next_id: Arc<AtomicU64>,
     going_away: Mutex<(String, u32)>,
     log: Arc<dyn RoomLog>,
     policy: FsyncPolicy,
     writer: OnceLock<LogWriter<AppendToken>>,
-    delivery: Delivery,
+    pub(crate) delivery: Delivery,
     /// Rooms whose member count changed, for the next count push.
     counts: Mutex<Vec<RoomRef>>,
+    /// In a cluster: the node (Redis holds the order, the log, nicknames
+    /// and presence; see `cluster/`).
+    pub(crate) cluster: OnceLock<Arc<Cluster>>,
+    /// In a cluster: joins waiting for their room to be loaded.
+    pub(crate) load_waiters: Mutex<HashMap<Arc<str>, Vec<LoadWaiter>>>,
+    me: Weak<ChatCore>,
 }
 
 /// Appends the room log's writer queue holds at most.
@@ -160,7 +168,7 @@ impl ChatCore {
         loops: usize,
         service: ServiceId,
     ) -> Arc<ChatCore> {
-        Arc::new(ChatCore {
+        Arc::new_cyclic(|me| ChatCore {
             max_payload: AtomicU32::new(settings.limits.max_payload),
             settings: RwLock::new(Arc::new(settings)),
             generation: AtomicU64::new(0),
@@ -173,7 +181,34 @@ impl ChatCore {
             writer: OnceLock::new(),
             delivery: Delivery::new(loops, service),
             counts: Mutex::new(Vec::new()),
+            cluster: OnceLock::new(),
+            load_waiters: Mutex::new(HashMap::new()),
+            me: me.clone(),
         })
+    }
+
+    /// Makes this core a node of the cluster `config` names: Redis gives
+    /// the order and keeps the log, nicknames and presence from now on.
+    /// Call before [`ChatCore::attach`]. Fails if Redis cannot be reached.
+    pub fn join_cluster(self: &Arc<ChatCore>, config: &crate::config::ClusterConfig) -> Result<(), String> {
+        let retain = self.settings().retain_messages;
+        let cluster = Cluster::start(config, retain, Arc::downgrade(self))?;
+        log::info!("cluster: node {} on {}", cluster.node(), config.redis);
+        let _ = self.cluster.set(cluster);
+        Ok(())
+    }
+
+    /// Leaves the cluster (if this core is a node): what this node holds
+    /// in Redis is cleared now rather than when its liveness runs out.
+    pub fn leave_cluster(&self) {
+        if let Some(c) = self.cluster() {
+            c.leave(Duration::from_secs(2));
+        }
+    }
+
+    /// A weak reference to this core, for callbacks on other threads.
+    pub(crate) fn me(&self) -> Weak<ChatCore> {
+        self.me.clone()
     }
 
     /// Starts the log writer and the member-count ticker, reaching the
@@ -270,12 +305,28 @@ impl ChatCore {
         Ok(nick)
     }
 
-    /// Releases a nickname (only if `id` still holds it).
+    /// Releases a nickname (only if `id` still holds it), in the cluster too.
     pub fn logout(&self, nick: &str, id: ConnId) {
+        let held = {
+            let mut users = lock(&self.users);
+            users.get(nick) == Some(&id) && users.remove(nick).is_some()
+        };
+        if let (true, Some(c)) = (held, self.cluster()) {
+            c.release(nick);
+        }
+    }
+
+    /// Releases a nickname on this node only (a claim the cluster refused).
+    pub(crate) fn logout_local(&self, nick: &str, id: ConnId) {
         let mut users = lock(&self.users);
         if users.get(nick) == Some(&id) {
             users.remove(nick);
         }
+    }
+
+    /// Every nickname held on this node, with its connection.
+    pub(crate) fn local_users(&self) -> Vec<(Arc<str>, ConnId)> {
+        lock(&self.users).iter().map(|(n, c)| (n.clone(), *c)).collect()
     }
 
     /// The connection a user is logged in on.
@@ -338,6 +389,9 @@ impl ChatCore {
         if st.is_idle() && !st.evicted {
             st.evicted = true;
             rooms.remove(&room.name);
+            drop(st);
+            drop(rooms);
+            self.cluster_evicted(room);
         }
     }
 
@@ -436,7 +490,7 @@ impl ChatCore {
     }
 
     /// Marks a room's member count for the next count push.
-    fn count_changed(&self, room: &RoomRef, st: &mut RoomState) {
+    pub(crate) fn count_changed(&self, room: &RoomRef, st: &mut RoomState) {
         if !st.count_dirty {
             st.count_dirty = true;
             lock(&self.counts).push(room.clone());
@@ -454,7 +508,8 @@ impl ChatCore {
                 continue;
             }
             st.count_dirty = false;
-            let push = PushRef::MemberCount { room: &room.name, members: st.member_count() as u32 };
+            let members = u32::try_from(st.total_members()).unwrap_or(u32::MAX);
+            let push = PushRef::MemberCount { room: &room.name, members };
             if let Some(frame) = self.payload(push) {
                 st.push(Event { payload: frame, skip: None });
                 self.delivery.schedule(&room, &mut st, &mut Waker::Handle(handle));
@@ -502,13 +557,13 @@ impl ChatCore {
             st.hold(entry, sender);
             return Ok(Posted { id, ts_us, offset, stored: false });
         }
-        self.publish(room, &mut st, entry, sender, &settings, &mut Waker::Context(cx));
+        self.publish_entry(room, &mut st, entry, sender, &settings, &mut Waker::Context(cx));
         deliver(cx, &mut st, cx.loop_index());
         Ok(Posted { id, ts_us, offset, stored: true })
     }
 
     /// Publishes a stored message: the room's tail, stream and long polls.
-    fn publish(
+    pub(crate) fn publish_entry(
         &self,
         room: &RoomRef,
         st: &mut RoomState,
@@ -557,7 +612,7 @@ impl ChatCore {
                     if let Some((entry, sender)) = st.release(append.entry.offset) {
                         if ok {
                             let waker = &mut Waker::Handle(handle);
-                            self.publish(&room, &mut st, entry, sender, &settings, waker);
+                            self.publish_entry(&room, &mut st, entry, sender, &settings, waker);
                         }
                     }
                 }

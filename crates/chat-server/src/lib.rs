@@ -5,6 +5,9 @@
 //! - [`protocol`]: the wire protocol as an I/O-free codec;
 //! - [`config`]: the TOML configuration and its checks (`chat-server -t`);
 //! - [`core`]: users, rooms and history shared by every event loop;
+//! - [`cluster`]: several nodes serving the same rooms on Redis (offsets,
+//!   room logs, nicknames and presence there), with [`completion`] for
+//!   answers that come back from it;
 //! - [`session`]: one connection's protocol state machine, a
 //!   [`reactor::Handler`] over the [`reactor::FrameCodec`];
 //! - [`http_api`]: the same chat over HTTP/1.1, on the `http1` adapter;
@@ -25,6 +28,8 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod cluster;
+pub mod completion;
 pub mod config;
 pub mod core;
 pub mod delivery;

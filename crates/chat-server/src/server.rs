@@ -50,6 +50,10 @@ pub fn fsync_policy(config: &Config) -> FsyncPolicy {
 /// (during an upgrade, the predecessor until it hands over).
 pub fn open_log(config: &Config) -> Result<Arc<dyn RoomLog>, OpenError> {
     let st = &config.store;
+    if config.cluster.enabled() {
+        // Redis keeps the room logs; nothing is stored here.
+        return Ok(Arc::new(MemoryLog::with_max_rooms(1, 1)));
+    }
     match st.data_dir() {
         DataDir::Memory => Ok(Arc::new(MemoryLog::with_max_rooms(st.retain_messages as usize, 1_000_000))),
         DataDir::Path(dir) => {
@@ -69,6 +73,11 @@ pub fn open_log(config: &Config) -> Result<Arc<dyn RoomLog>, OpenError> {
 /// the directory can be created or written, an existing log file opens and
 /// reads (one in use by a running server is fine). Returns a note.
 pub fn check_log(config: &Config) -> Result<String, String> {
+    let k = &config.cluster;
+    if k.enabled() {
+        let version = crate::cluster::check(&k.redis, Duration::from_millis(k.timeout_ms))?;
+        return Ok(format!("in Redis {version} at {} (cluster node {})", k.redis, k.node_name()));
+    }
     match config.store.data_dir() {
         DataDir::Memory => Ok("room log in memory".into()),
         DataDir::Path(dir) => RedbLog::check(&dir).map_err(|e| format!("store.data_dir: {e}")),
@@ -231,6 +240,9 @@ impl ChatServer {
                 }
             };
         }
+        if config.cluster.enabled() {
+            core.join_cluster(&config.cluster).map_err(io::Error::other)?;
+        }
         let reactor = builder.build()?;
         core.attach(reactor.handle())?;
         Ok(ChatServer { reactor, core, config, listeners })
@@ -284,6 +296,9 @@ impl ChatServer {
                 "http limits other than max_connections need a restart (or a binary upgrade)".to_string(),
             );
         }
+        if new.cluster != self.config.cluster {
+            ignored.push("[cluster] changes need a restart".to_string());
+        }
         if new.threads != self.config.threads {
             ignored.push("threads changes need a restart".to_string());
         }
@@ -312,6 +327,9 @@ impl ChatServer {
     pub fn shutdown(self) {
         let grace = self.config.shutdown_grace();
         self.reactor.shutdown(grace);
+        // After the loops: every member has left, every nickname is
+        // released; the node's records go at once.
+        self.core.leave_cluster();
         // After the loops: every message they accepted is in the log.
         if let Err(e) = self.core.close_log() {
             log::error!("room log: close failed: {e}");
