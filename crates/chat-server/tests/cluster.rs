@@ -60,6 +60,22 @@ impl Node {
         login(self.addr, nick, None).unwrap_or_else(|e| panic!("{nick} cannot log in: {e:?}"))
     }
 
+    /// Logs in, retrying while the nickname is still held (its previous
+    /// connection is being closed).
+    fn login_retry(&self, nick: &str) -> ChatClient {
+        let end = Instant::now() + TIMEOUT;
+        loop {
+            match login(self.addr, nick, None) {
+                Ok(c) => return c,
+                Err(e) if Instant::now() < end => {
+                    let _ = e;
+                    thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("{nick} cannot log in: {e:?}"),
+            }
+        }
+    }
+
     fn kill9(&mut self) {
         let _ = self.server.child.kill();
         let _ = self.server.child.wait();
@@ -68,6 +84,11 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if thread::panicking() || std::env::var_os("CLUSTER_TEST_LOGS").is_some() {
+            while let Ok(line) = self.server.log.try_recv() {
+                eprintln!("[{}] {line}", self.addr);
+            }
+        }
         if let Some(dir) = self.config.parent() {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -167,4 +188,355 @@ fn every_member_on_every_node_sees_one_room_order() {
         "offsets without gaps"
     );
     assert!(acked.windows(2).all(|w| w[0].1 < w[1].1), "ids increase with offsets");
+}
+
+fn server_error(r: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
+    match r {
+        Err(ClientError::Server { code, .. }) => code,
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+/// The next push that is not a room message: presence, member count, DM.
+fn next_push(c: &mut ChatClient) -> Push {
+    loop {
+        match c.next_event().expect("event") {
+            ServerFrame::Push(Push::Message { .. }) => {}
+            ServerFrame::Push(p) => return p,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn direct_messages_and_nicknames_span_nodes() {
+    let redis = Redis::start("dm", Persistence::None);
+    let nodes: Vec<Node> = (0..3).map(|i| Node::start(&format!("n{i}"), &redis)).collect();
+    let mut alice = nodes[0].login("alice");
+    let mut bob = nodes[1].login("bob");
+    let mut carol = nodes[2].login("carol");
+    for n in &nodes {
+        let taken = login(n.addr, "alice", None).map(|_| ());
+        assert_eq!(server_error(taken), ErrorCode::NicknameTaken, "alice is taken on every node");
+    }
+    let sent = alice.direct("bob", "hi bob").unwrap();
+    assert!(sent.id > 0 && sent.offset == 0);
+    match next_push(&mut bob) {
+        Push::Direct { id, from, text, .. } => {
+            assert_eq!((id, from.as_str(), text.as_str()), (sent.id, "alice", "hi bob"))
+        }
+        other => panic!("bob got {other:?}"),
+    }
+    // In order, from one user to another, across nodes.
+    for i in 0..20 {
+        bob.send_request(RequestRef::Direct { to: "carol", text: &format!("d{i}") }).unwrap();
+    }
+    for i in 0..20 {
+        match next_push(&mut carol) {
+            Push::Direct { from, text, .. } => assert_eq!((from.as_str(), text), ("bob", format!("d{i}"))),
+            other => panic!("carol got {other:?}"),
+        }
+    }
+    // To oneself, and to no one.
+    alice.direct("alice", "note").unwrap();
+    assert!(matches!(next_push(&mut alice), Push::Direct { text, .. } if text == "note"));
+    assert_eq!(server_error(alice.direct("nobody", "?")), ErrorCode::UnknownUser);
+    // A nickname is free on every node once its holder is gone.
+    drop(alice);
+    eventually("alice free on another node", Duration::from_secs(5), || {
+        login(nodes[2].addr, "alice", None).is_ok()
+    });
+    // Ids are unique across nodes: room messages and DMs share one counter.
+    let mut x = nodes[1].login("xavier");
+    let d = x.direct("carol", "x").unwrap();
+    assert!(d.id > sent.id);
+}
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn presence_who_and_rooms_span_nodes() {
+    let redis = Redis::start("presence", Persistence::None);
+    let nodes: Vec<Node> = (0..3).map(|i| Node::start(&format!("n{i}"), &redis)).collect();
+    let mut alice = nodes[0].login("alice");
+    let mut bob = nodes[1].login("bob");
+    let mut carol = nodes[2].login("carol");
+    assert_eq!(alice.join("hall").unwrap().members, 1);
+    bob.join("hall").unwrap();
+    assert_eq!(
+        next_push(&mut alice),
+        Push::Presence { room: "hall".into(), nick: "bob".into(), kind: PresenceKind::Joined }
+    );
+    let j = carol.join("hall").unwrap();
+    assert_eq!(j.members, 3);
+    for c in [&mut alice, &mut bob] {
+        assert_eq!(
+            next_push(c),
+            Push::Presence { room: "hall".into(), nick: "carol".into(), kind: PresenceKind::Joined }
+        );
+    }
+    for c in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(c.who("hall").unwrap(), vec!["alice", "bob", "carol"], "Who lists members on every node");
+    }
+    let rooms = bob.list_rooms().unwrap();
+    assert!(rooms.iter().any(|r| r.name == "hall" && r.members == 3), "{rooms:?}");
+    assert_eq!(server_error(carol.who("nowhere")), ErrorCode::UnknownRoom);
+    bob.leave("hall").unwrap();
+    for c in [&mut alice, &mut carol] {
+        assert_eq!(
+            next_push(c),
+            Push::Presence { room: "hall".into(), nick: "bob".into(), kind: PresenceKind::Left }
+        );
+    }
+    assert_eq!(alice.who("hall").unwrap(), vec!["alice", "carol"]);
+    // A message still reaches the members left, on both nodes.
+    let sent = carol.say("hall", "still here").unwrap();
+    assert_eq!(next_message(&mut alice).0, sent.offset);
+}
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn a_killed_node_leaves_no_ghosts_and_the_others_keep_chatting() {
+    let redis = Redis::start("kill", Persistence::None);
+    let mut nodes: Vec<Node> = (0..3).map(|i| Node::start(&format!("n{i}"), &redis)).collect();
+    let mut alice = nodes[0].login("alice");
+    let mut carol = nodes[2].login("carol");
+    alice.join("hall").unwrap();
+    carol.join("hall").unwrap();
+    let mut bobs: Vec<ChatClient> = (0..3).map(|i| nodes[1].login(&format!("bob{i}"))).collect();
+    for b in &mut bobs {
+        b.join("hall").unwrap();
+    }
+    eventually("six members", Duration::from_secs(5), || alice.who("hall").unwrap().len() == 5);
+    let killed = Instant::now();
+    nodes[1].kill9();
+    // Each bob's departure reaches alice, within the configured bound.
+    let mut gone = Vec::new();
+    alice.set_read_timeout(Some(Duration::from_millis(TTL_MS + HEARTBEAT_MS + 2000))).unwrap();
+    while gone.len() < 3 {
+        match next_push(&mut alice) {
+            Push::Presence { nick, kind: PresenceKind::Left, .. } => gone.push(nick),
+            Push::Presence { .. } => {}
+            other => panic!("alice got {other:?}"),
+        }
+    }
+    let took = killed.elapsed();
+    gone.sort();
+    assert_eq!(gone, vec!["bob0", "bob1", "bob2"]);
+    assert!(
+        took <= Duration::from_millis(TTL_MS + HEARTBEAT_MS + 500),
+        "the dead node's members left presence after {took:?}"
+    );
+    assert_eq!(carol.who("hall").unwrap(), vec!["alice", "carol"]);
+    // Their nicknames are free; the others keep chatting.
+    let mut bob0 = nodes[2].login("bob0");
+    bob0.join("hall").unwrap();
+    let sent = alice.say("hall", "still on").unwrap();
+    assert_eq!(next_message(&mut carol).0, sent.offset);
+    assert_eq!(next_message(&mut bob0).0, sent.offset);
+}
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn resume_on_another_node() {
+    let redis = Redis::start("resume", Persistence::None);
+    // A short in-memory tail: older positions are read from Redis.
+    let nodes: Vec<Node> =
+        (0..3).map(|i| Node::start_with(&format!("n{i}"), &redis, "history_len = 5")).collect();
+    let mut bob = nodes[1].login("bob");
+    bob.join("log").unwrap();
+    let mut alice = nodes[0].login("alice");
+    let joined = alice.join("log").unwrap();
+    for i in 0..3 {
+        bob.say("log", &format!("early {i}")).unwrap();
+    }
+    for _ in 0..3 {
+        next_message(&mut alice);
+    }
+    let seen = Position { epoch: joined.epoch, offset: 3 };
+    drop(alice);
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        expected.push((bob.say("log", &format!("missed {i}")).unwrap().offset, format!("missed {i}")));
+    }
+    // Back on a third node: exactly what was missed, from Redis' log.
+    let mut alice = nodes[2].login("alice");
+    let back = alice.join_from("log", Some(seen)).unwrap();
+    assert!(back.recovered, "{back:?}");
+    assert_eq!(back.epoch, joined.epoch);
+    let got: Vec<(u64, String)> = back.history.iter().map(|m| (m.offset, m.text.clone())).collect();
+    assert_eq!(got, expected);
+    // And live messages follow on.
+    let s = bob.say("log", "live").unwrap();
+    assert_eq!(next_message(&mut alice).0, s.offset);
+    // A position from the tail (node 1 holds the room in memory).
+    let mut carol = nodes[1].login("carol");
+    let tail = carol.join_from("log", Some(Position { epoch: joined.epoch, offset: s.offset - 2 })).unwrap();
+    assert!(tail.recovered);
+    assert_eq!(tail.history.len(), 2);
+    // Another epoch: not recovered, the recent history instead.
+    let mut dave = nodes[0].login("dave");
+    let other = dave.join_from("log", Some(Position { epoch: joined.epoch ^ 1, offset: 2 })).unwrap();
+    assert!(!other.recovered);
+    assert_eq!(other.history.len(), 5);
+}
+
+/// Posts from `senders` until `stop`, each with its own pipeline of `depth`
+/// requests: returns the acknowledged (offset, text) and the count of
+/// `StoreFailed` replies.
+fn steady_senders(
+    mut senders: Vec<(ChatClient, String)>,
+    room: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<thread::JoinHandle<(Vec<(u64, String)>, usize)>> {
+    senders
+        .drain(..)
+        .map(|(mut c, me)| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let (mut acked, mut failed, mut i) = (Vec::new(), 0, 0usize);
+                let mut texts = std::collections::VecDeque::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for _ in 0..4 {
+                        let text = format!("{me}-{i}");
+                        i += 1;
+                        c.send_request(RequestRef::Say { room, text: &text }).unwrap();
+                        texts.push_back(text);
+                    }
+                    while let Some(text) = texts.pop_front() {
+                        loop {
+                            match c.next_event().expect("event") {
+                                ServerFrame::Reply {
+                                    reply: Reply::Ok(OkBody::Sent { offset, .. }), ..
+                                } => {
+                                    acked.push((offset, text));
+                                    break;
+                                }
+                                ServerFrame::Reply { reply: Reply::Error { code, .. }, .. } => {
+                                    assert_eq!(code, ErrorCode::StoreFailed);
+                                    failed += 1;
+                                    break;
+                                }
+                                ServerFrame::Push(_) => {}
+                                other => panic!("{me}: unexpected {other:?}"),
+                            }
+                        }
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+                (acked, failed)
+            })
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn redis_restarted_under_load_loses_no_acknowledged_message() {
+    let mut redis = Redis::start("restart", Persistence::Always);
+    let nodes: Vec<Node> = (0..3).map(|i| Node::start(&format!("n{i}"), &redis)).collect();
+    let room = "steady";
+    let mut listeners: Vec<ChatClient> = Vec::new();
+    let mut senders = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let mut l = n.login(&format!("listener{i}"));
+        let epoch = l.join(room).unwrap().epoch;
+        assert!(epoch > 0);
+        listeners.push(l);
+        let mut s = n.login(&format!("sender{i}"));
+        s.join(room).unwrap();
+        senders.push((s, format!("s{i}")));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders = steady_senders(senders, room, stop.clone());
+    // Listeners collect everything until told to stop.
+    let readers: Vec<_> = listeners
+        .into_iter()
+        .map(|mut c| {
+            thread::spawn(move || {
+                c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let mut got: Vec<(u64, String)> = Vec::new();
+                loop {
+                    match c.next_event() {
+                        Ok(ServerFrame::Push(Push::Message { offset, text, history: false, .. })) => {
+                            got.push((offset, text))
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.is_timeout() => return got,
+                        Err(e) => panic!("listener: {e:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut probe = nodes[1].login("probe");
+    probe.join(room).unwrap();
+    thread::sleep(Duration::from_millis(700));
+    redis.kill();
+    thread::sleep(Duration::from_millis(1000));
+    // Redis is away: a post is refused, never acknowledged.
+    assert_eq!(server_error(probe.say(room, "while away")), ErrorCode::StoreFailed);
+    redis.restart();
+    thread::sleep(Duration::from_millis(2500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    let mut failed = 0;
+    for s in senders {
+        let (a, f) = s.join().unwrap();
+        acked.extend(a);
+        failed += f;
+    }
+    acked.sort();
+    eprintln!("{} acknowledged, {failed} refused while Redis was away", acked.len());
+    assert!(acked.len() > 100, "{} acknowledged", acked.len());
+    // Every acknowledged message is in Redis' log, under its offset.
+    let stored = redis.cli(&["XLEN", "sb:log:steady"]);
+    assert!(stored.parse::<usize>().unwrap() >= acked.len(), "{stored} stored, {} acknowledged", acked.len());
+    for (offset, text) in acked.iter().step_by(7) {
+        let e = redis.cli(&["XRANGE", "sb:log:steady", &format!("{offset}-0"), &format!("{offset}-0")]);
+        assert!(e.contains(text.as_str()), "offset {offset}: {e}");
+    }
+    // Every listener, on every node, got every stored message once, in order.
+    for r in readers {
+        let got = r.join().unwrap();
+        assert!(got.windows(2).all(|w| w[0].0 + 1 == w[1].0), "no gap, no repeat, in order");
+        for a in &acked {
+            assert!(got.binary_search(a).is_ok(), "acknowledged {a:?} reached every member");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn a_redis_that_lost_its_data_gives_new_epochs_and_members_resume() {
+    let mut redis = Redis::start("lost", Persistence::None);
+    let nodes: Vec<Node> = (0..2).map(|i| Node::start(&format!("n{i}"), &redis)).collect();
+    let mut alice = nodes[0].login("alice");
+    let mut bob = nodes[1].login("bob");
+    let first = alice.join("gone").unwrap();
+    bob.join("gone").unwrap();
+    for i in 0..5 {
+        alice.say("gone", &format!("m{i}")).unwrap();
+    }
+    for _ in 0..5 {
+        next_message(&mut bob);
+    }
+    redis.restart();
+    // Posting goes on: Redis starts the room again, with a new epoch; the
+    // members are told to come back (going away), and resuming learn
+    // that the history is gone.
+    eventually("a post is stored again", Duration::from_secs(10), || alice.say("gone", "after").is_ok());
+    bob.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let went = loop {
+        match bob.next_event() {
+            Ok(ServerFrame::Push(Push::GoingAway { .. })) => break true,
+            Ok(_) => {}
+            Err(_) => break false,
+        }
+    };
+    assert!(went, "bob is told to resume");
+    let mut bob = nodes[1].login_retry("bob");
+    let back = bob.join_from("gone", Some(Position { epoch: first.epoch, offset: 5 })).unwrap();
+    assert!(!back.recovered, "{back:?}");
+    assert_ne!(back.epoch, first.epoch);
 }

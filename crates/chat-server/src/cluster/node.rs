@@ -198,8 +198,8 @@ impl ChatCore {
         };
         // This loop's members get what came before the joiner first.
         deliver(cx, &mut st, l);
+        let members = st.total_members() + 1;
         st.add_member(cx.id(), nick.clone());
-        let members = (st.total_members() + 1).max(st.member_count());
         let joined = Joined {
             members: u32::try_from(members).unwrap_or(u32::MAX),
             epoch: st.epoch(),
