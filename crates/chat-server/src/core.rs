@@ -6,7 +6,7 @@
 
 use crate::cluster::node::LoadWaiter;
 use crate::cluster::Cluster;
-use crate::delivery::{deliver, Delivery, Waker};
+use crate::delivery::{deliver, deliver_all_but, Delivery, Waker};
 use crate::protocol::{ErrorCode, Position, PresenceKind, PushRef, RoomInfo, ServerLimits};
 use crate::room::{Event, HistoryPlan, RoomState};
 use crate::store::{new_epoch, Append, Committed, Entry, FsyncPolicy, LogWriter, RoomLog};
@@ -467,13 +467,19 @@ impl ChatCore {
     }
 
     /// Removes the current connection from a room and tells the others.
-    pub fn leave(&self, cx: &mut Context<'_>, room: &RoomRef) -> Result<(), ErrorCode> {
+    /// Returns the room's events the leaver has yet to get (published while
+    /// it was a member): the caller sends them to it before its reply, since
+    /// sends by id leave after a callback's own replies.
+    pub fn leave(&self, cx: &mut Context<'_>, room: &RoomRef) -> Result<Vec<Bytes>, ErrorCode> {
         let settings = self.settings();
         let l = cx.loop_index();
+        let me = cx.id();
         let mut st = lock(&room.state);
-        // The leaver gets everything published while it was a member.
-        deliver(cx, &mut st, l);
-        let nick = st.remove_member(cx.id()).ok_or(ErrorCode::NotMember)?;
+        if !st.is_member(me) {
+            return Err(ErrorCode::NotMember);
+        }
+        let mine = deliver_all_but(cx, &mut st, l, me);
+        let nick = st.remove_member(me).ok_or(ErrorCode::NotMember)?;
         if st.member_count() < settings.presence_max_members {
             let push = PushRef::Presence { room: &room.name, nick: &nick, kind: PresenceKind::Left };
             if let Some(frame) = self.payload(push) {
@@ -486,7 +492,7 @@ impl ChatCore {
         }
         drop(st);
         self.release(room);
-        Ok(())
+        Ok(mine)
     }
 
     /// Marks a room's member count for the next count push.

@@ -193,6 +193,24 @@ impl Delivery {
     }
 }
 
+/// Like [`deliver`], but the events for member `me` are returned instead
+/// of sent by id (for a leaver, whose reply must come after them).
+pub fn deliver_all_but(cx: &mut Context<'_>, st: &mut RoomState, l: usize, me: ConnId) -> Vec<bytes::Bytes> {
+    let mut mine = Vec::new();
+    {
+        let (ids, events) = st.undelivered(l);
+        let others: Vec<ConnId> = ids.iter().copied().filter(|&id| id != me).collect();
+        for ev in events {
+            cx.broadcast_except(&others, &ev.payload, ev.skip);
+            if ev.skip != Some(me) {
+                mine.push(ev.payload.clone());
+            }
+        }
+    }
+    st.delivered(l);
+    mine
+}
+
 /// Sends loop `l`'s members every event from its cursor on (the caller
 /// runs on loop `l`, holding the room's lock). Returns frames sent.
 pub fn deliver(cx: &mut Context<'_>, st: &mut RoomState, l: usize) -> usize {

@@ -424,11 +424,16 @@ impl ChatService {
     ) -> Result<OkBody, (ErrorCode, String)> {
         let Some(i) = s.rooms.iter().position(|m| &*m.name == room) else { return Err(self.not_in(room)) };
         let m = s.rooms.swap_remove(i);
-        match self.core.cluster().cloned() {
+        let missed = match self.core.cluster().cloned() {
             Some(c) => self.core.cluster_leave(&c, cx, &m.room),
             None => self.core.leave(cx, &m.room),
         }
         .map_err(|c| (c, format!("cannot leave {room}")))?;
+        for payload in missed {
+            if let Err(e) = cx.send_frame(&payload) {
+                log::error!("a room event does not fit a frame: {e}");
+            }
+        }
         Ok(OkBody::Empty)
     }
 

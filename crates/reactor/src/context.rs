@@ -54,9 +54,9 @@ impl<'a> Context<'a> {
     }
 
     /// The current connection's id: keep it to reach this connection later,
-    /// from any thread. In a callback without a current connection
-    /// ([`Handler::on_loop_notify`], [`Handler::on_close`]) it names no
-    /// connection that is open.
+    /// from any thread. In [`Handler::on_close`] it is the id of the
+    /// connection being closed (to remove from registries); in
+    /// [`Handler::on_loop_notify`] it names no connection.
     ///
     /// [`Handler::on_loop_notify`]: crate::Handler::on_loop_notify
     /// [`Handler::on_close`]: crate::Handler::on_close

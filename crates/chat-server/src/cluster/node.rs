@@ -12,7 +12,7 @@ use super::wire::Published;
 use super::{Cluster, Events, Page};
 use crate::completion::{Completion, ReplyTo};
 use crate::core::{lock, now_us, ChatCore, Joined, Posted, Room, RoomRef};
-use crate::delivery::{deliver, Waker};
+use crate::delivery::{deliver, deliver_all_but, Waker};
 use crate::protocol::{ErrorCode, OkBody, PresenceKind, PushRef, RoomInfo};
 use crate::room::relay::{Incoming, LogRead, Step};
 use crate::room::{Event, HistoryPlan, RoomState};
@@ -213,22 +213,25 @@ impl ChatCore {
         Ok((ClusterJoin::Done(joined), created))
     }
 
-    /// Leaves a room of the cluster.
+    /// Leaves a room of the cluster. Returns the room's events the leaver
+    /// has yet to get, to send before its reply (as [`ChatCore::leave`]).
     pub fn cluster_leave(
         &self,
         cluster: &Cluster,
         cx: &mut Context<'_>,
         room: &RoomRef,
-    ) -> Result<(), ErrorCode> {
-        let l = cx.loop_index();
+    ) -> Result<Vec<bytes::Bytes>, ErrorCode> {
+        let (l, me) = (cx.loop_index(), cx.id());
         let mut st = lock(&room.state);
-        // The leaver gets everything published while it was a member.
-        deliver(cx, &mut st, l);
-        let nick = st.remove_member(cx.id()).ok_or(ErrorCode::NotMember)?;
+        if !st.is_member(me) {
+            return Err(ErrorCode::NotMember);
+        }
+        let mine = deliver_all_but(cx, &mut st, l, me);
+        let nick = st.remove_member(me).ok_or(ErrorCode::NotMember)?;
         drop(st);
-        cluster.presence(PresenceKind::Left, &room.name, &nick, cx.id().as_u64());
+        cluster.presence(PresenceKind::Left, &room.name, &nick, me.as_u64());
         self.release(room);
-        Ok(())
+        Ok(mine)
     }
 
     /// Posts a message through Redis: the answer is a
