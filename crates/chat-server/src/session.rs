@@ -595,7 +595,7 @@ impl ChatService {
                 Completion::Login(Err(code)) => {
                     let nick = s.claiming.take();
                     let nick = nick.as_deref().unwrap_or("");
-                    ServerFrame::error(request_id, code, &format!("{nick} is taken"))
+                    ServerFrame::error(request_id, code, format!("{nick} is taken"))
                 }
                 Completion::Reply(Ok(body)) => ServerFrame::ok(request_id, body),
                 Completion::Reply(Err((code, message))) => ServerFrame::error(request_id, code, &message),

@@ -381,6 +381,9 @@ fn resume_on_another_node() {
     assert_eq!(other.history.len(), 5);
 }
 
+/// What a steady sender got: acknowledged (offset, text), and refusals.
+type SenderResult = (Vec<(u64, String)>, usize);
+
 /// Posts from `senders` until `stop`, each with its own pipeline of `depth`
 /// requests: returns the acknowledged (offset, text) and the count of
 /// `StoreFailed` replies.
@@ -388,7 +391,7 @@ fn steady_senders(
     mut senders: Vec<(ChatClient, String)>,
     room: &'static str,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Vec<thread::JoinHandle<(Vec<(u64, String)>, usize)>> {
+) -> Vec<thread::JoinHandle<SenderResult>> {
     senders
         .drain(..)
         .map(|(mut c, me)| {
@@ -539,4 +542,48 @@ fn a_redis_that_lost_its_data_gives_new_epochs_and_members_resume() {
     let back = bob.join_from("gone", Some(Position { epoch: first.epoch, offset: 5 })).unwrap();
     assert!(!back.recovered, "{back:?}");
     assert_ne!(back.epoch, first.epoch);
+}
+
+/// A node config for `redis_url`, in a fresh directory.
+fn node_config(name: &str, redis_url: &str) -> PathBuf {
+    let addr = free_addr();
+    let dir = temp_dir(&format!("config-{name}-{}", addr.port()));
+    let config = dir.join("node.toml");
+    let text = format!(
+        "[http]\nlisten = []\n[store]\ndata_dir = \"none\"\n[chat]\nlisten = [\"{addr}\"]\n\
+         [cluster]\nredis = \"{redis_url}\"\ntimeout_ms = 500\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn an_unreachable_redis_is_a_clear_error_at_start_and_in_the_config_test() {
+    // Nothing listens on this port: no redis-server needed.
+    let url = format!("redis://127.0.0.1:{}", free_addr().port());
+    let config = node_config("unreachable", &url);
+    let (ok, text) = common::check(&config);
+    assert!(!ok, "{text}");
+    assert!(text.contains("cluster.redis: cannot reach") && text.contains(&url), "{text}");
+    let out = std::process::Command::new(common::BIN).arg("-c").arg(&config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cannot reach") && err.contains(&url), "{err}");
+    let bad = node_config("bad-url", "http://127.0.0.1:1");
+    let (ok, text) = common::check(&bad);
+    assert!(!ok && text.contains("cluster.redis"), "{text}");
+    for c in [config, bad] {
+        let _ = std::fs::remove_dir_all(c.parent().unwrap());
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn the_config_test_checks_redis() {
+    let redis = Redis::start("check", Persistence::None);
+    let config = node_config("check", &redis.url());
+    let (ok, text) = common::check(&config);
+    assert!(ok, "{text}");
+    assert!(text.contains("in Redis 7") || text.contains("in Redis 8"), "{text}");
+    let _ = std::fs::remove_dir_all(config.parent().unwrap());
 }

@@ -238,6 +238,7 @@ impl ChatCore {
     /// [`Completion::Sent`]; the members (this node's too) get it when it
     /// arrives on the room's channel. `room`: the sender's room in memory
     /// (`None` for senders that are not members, as HTTP clients).
+    #[allow(clippy::too_many_arguments)]
     pub fn cluster_post(
         &self,
         cluster: &Cluster,

@@ -99,12 +99,13 @@ impl Subscriber {
 }
 
 type OnEvent = Box<dyn Fn(SubEvent<'_>) + Send>;
+type RoomOf = Box<dyn Fn(&str) -> Option<String> + Send>;
 
 struct Run {
     client: redis::Client,
     timeout: Duration,
     channel: Box<dyn Fn(&str) -> String + Send>,
-    room_of: Box<dyn Fn(&str) -> Option<String> + Send>,
+    room_of: RoomOf,
     node_channel: String,
     stats: Arc<ClusterStats>,
     on_event: OnEvent,
