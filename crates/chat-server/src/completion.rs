@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 pub const COMPLETION: u64 = 1 << 61;
 
 /// What a request waiting for the cluster gets.
-#[derive(Debug)]
 pub enum Completion {
     /// A message was stored (with where), or not.
     Sent(Result<Posted, ErrorCode>),
@@ -27,10 +26,26 @@ pub enum Completion {
     Login(Result<Arc<str>, ErrorCode>),
     /// The reply to send.
     Reply(Result<OkBody, (ErrorCode, String)>),
+    /// A room's messages after a position (`None`: no such room).
+    Page(Result<Option<crate::core::Page>, ErrorCode>),
     /// Run the request again: what it waited for is here now (a room
     /// loaded; for a join, the messages after its position, read from the
     /// log).
     Retry(Option<Vec<Arc<Entry>>>),
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Completion::Sent(r) => write!(f, "Sent({r:?})"),
+            Completion::Login(r) => write!(f, "Login({r:?})"),
+            Completion::Reply(r) => write!(f, "Reply({r:?})"),
+            Completion::Page(r) => {
+                write!(f, "Page({:?})", r.as_ref().map(|p| p.as_ref().map(|p| p.messages.len())))
+            }
+            Completion::Retry(r) => write!(f, "Retry({:?})", r.as_ref().map(Vec::len)),
+        }
+    }
 }
 
 /// Completions for one connection, with the sequence number each answers.

@@ -663,6 +663,19 @@ impl ChatCore {
     /// room's position; `None` if there is no such room.
     pub fn messages_after(&self, room: &str, after: u64, limit: usize) -> Result<Option<Page>, ErrorCode> {
         let resident = lock(&self.rooms).get(room).cloned();
+        if self.cluster().is_some() {
+            // In a cluster only the tail is at hand; the log is read off
+            // the loop ([`ChatCore::cluster_read`]).
+            let st = resident.as_ref().map(|r| lock(&r.state));
+            return match st
+                .as_ref()
+                .filter(|st| !st.is_loading())
+                .and_then(|st| st.tail_after(after, limit).map(|m| (st.epoch(), st.last_offset(), m)))
+            {
+                Some((epoch, last_offset, messages)) => Ok(Some(Page { epoch, last_offset, messages })),
+                None => Err(ErrorCode::StoreFailed),
+            };
+        }
         if let Some(r) = resident {
             let st = lock(&r.state);
             if let Some(messages) = st.tail_after(after, limit) {
@@ -691,6 +704,18 @@ impl ChatCore {
     /// Registers `id` to be notified (with the offset) at the room's next
     /// message. False if there is no such room.
     pub fn wait_for_message(&self, room: &str, id: ConnId) -> Result<bool, ErrorCode> {
+        if self.cluster().is_some() {
+            // A room this node holds (loading one is the cluster's
+            // `cluster_watch`).
+            let resident = lock(&self.rooms).get(room).cloned();
+            let Some(r) = resident else { return Ok(false) };
+            let mut st = lock(&r.state);
+            if st.evicted || st.is_loading() {
+                return Ok(false);
+            }
+            st.wait(id);
+            return Ok(true);
+        }
         let (room, _) = match self.room_for(room, false) {
             Ok(r) => r,
             Err(ErrorCode::UnknownRoom) => return Ok(false),

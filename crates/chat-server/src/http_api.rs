@@ -11,6 +11,7 @@
 //! | `GET /healthz` | `ok` |
 //! | `GET /metrics` | the reactor's per-service counters, Prometheus text format |
 
+use crate::completion::{Completion, Mailbox, ReplyTo};
 use crate::core::{AckTo, ChatCore, Page, ACK, ACK_FAILED};
 use crate::protocol::{validate_name, ErrorCode};
 use http1::{HttpContext, HttpHandler, Method, Outcome, Request, Response, Wake};
@@ -49,6 +50,38 @@ pub enum Waiting {
         seq: u64,
         /// The answer once stored.
         posted: crate::core::Posted,
+    },
+    /// In a cluster: a request waiting for Redis.
+    Cluster {
+        /// Where the answer lands.
+        reply: ReplyTo,
+        /// What the request is at.
+        step: ClusterStep,
+    },
+}
+
+/// Where a request of the HTTP door stands in a cluster.
+pub enum ClusterStep {
+    /// A post, waiting for Redis to store it.
+    Post,
+    /// The room list.
+    Rooms,
+    /// A read of the room's messages after `since` (a long poll when
+    /// `poll`: then it waits on if there are none).
+    Read {
+        /// The room.
+        room: String,
+        /// The offset the client has seen.
+        since: u64,
+        /// Registered to wait for the next message.
+        poll: bool,
+    },
+    /// A long poll waiting for its room to be loaded on this node.
+    Load {
+        /// The room.
+        room: String,
+        /// The offset the client has seen.
+        since: u64,
     },
 }
 
@@ -147,6 +180,112 @@ impl ChatHttp {
         ChatHttp { core, max_wait, next_seq: 0 }
     }
 
+    /// A reply slot for a request waiting for the cluster.
+    fn reply_to(&mut self, cx: &HttpContext<'_, '_>) -> ReplyTo {
+        self.next_seq += 1;
+        ReplyTo { conn: cx.id(), seq: self.next_seq, mailbox: Mailbox::default() }
+    }
+
+    /// Waits for the cluster's answer to `reply`.
+    fn wait_cluster(reply: ReplyTo, step: ClusterStep, timeout: Duration) -> Outcome<Waiting> {
+        Outcome::Wait { pending: Waiting::Cluster { reply, step }, timeout }
+    }
+
+    /// A read (and, for a long poll, a watch) of a room in a cluster.
+    fn cluster_get(
+        &mut self,
+        cx: &mut HttpContext<'_, '_>,
+        cluster: &crate::cluster::Cluster,
+        room: &str,
+        since: u64,
+        wait: Option<Duration>,
+    ) -> Outcome<Waiting> {
+        let reply = self.reply_to(cx);
+        let timeout = wait.map_or(Duration::from_secs(30), |w| w.min(self.max_wait));
+        let room_s = room.to_string();
+        if wait.is_some() {
+            // Watch before reading, so that a message posted in between wakes us.
+            match self.core.cluster_watch(cluster, room, cx.id(), reply.clone()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Self::wait_cluster(reply, ClusterStep::Load { room: room_s, since }, timeout)
+                }
+                Err(code) => return error(status_of(code), code, &format!("cannot read {room}")).into(),
+            }
+        }
+        self.core.cluster_read(cluster, room, since, PAGE, reply.clone());
+        Self::wait_cluster(reply, ClusterStep::Read { room: room_s, since, poll: wait.is_some() }, timeout)
+    }
+
+    /// Wakes a request waiting for the cluster: its answer, or a next step.
+    fn cluster_wake(
+        &mut self,
+        cx: &mut HttpContext<'_, '_>,
+        w: &mut Waiting,
+        wake: Wake,
+    ) -> Option<Response> {
+        let Waiting::Cluster { reply, step } = w else { return None };
+        let done = std::mem::take(&mut *crate::core::lock(&reply.mailbox));
+        let Some((_, completion)) = done.into_iter().find(|(seq, _)| *seq == reply.seq) else {
+            if !wake.is_final() {
+                return None;
+            }
+            if let ClusterStep::Read { room, poll: true, .. } | ClusterStep::Load { room, .. } = step {
+                self.core.stop_waiting(room, cx.id());
+            }
+            return Some(error(503, ErrorCode::StoreFailed, "no answer from the cluster in time"));
+        };
+        let cluster = self.core.cluster().cloned()?;
+        match (std::mem::replace(step, ClusterStep::Post), completion) {
+            (ClusterStep::Post, Completion::Sent(Ok(p))) => Some(posted(&p)),
+            (ClusterStep::Post, Completion::Sent(Err(_))) => {
+                Some(error(503, ErrorCode::StoreFailed, "the message could not be stored"))
+            }
+            (ClusterStep::Rooms, Completion::Reply(Ok(crate::protocol::OkBody::Rooms { rooms, .. }))) => {
+                let rooms =
+                    rooms.into_iter().map(|r| RoomJson { name: r.name, members: r.members }).collect();
+                Some(json(200, &Rooms { rooms }))
+            }
+            (ClusterStep::Load { room, since }, Completion::Retry(_)) => {
+                let max = Duration::from_secs(3600);
+                match self.cluster_get(cx, &cluster, &room, since, Some(max)) {
+                    Outcome::Respond(r) => Some(r),
+                    Outcome::Wait { pending, .. } => {
+                        *w = pending;
+                        None
+                    }
+                }
+            }
+            (ClusterStep::Read { room, since, poll }, Completion::Page(Ok(Some(page)))) => {
+                if !poll || !page.messages.is_empty() || since > page.last_offset || wake.is_final() {
+                    if poll {
+                        self.core.stop_waiting(&room, cx.id());
+                    }
+                    return Some(messages_response(&room, &page));
+                }
+                // Nothing new: wait for the room's next message.
+                *w = Waiting::Poll { room, since };
+                None
+            }
+            (ClusterStep::Read { room, poll, .. }, Completion::Page(Ok(None))) => {
+                if poll {
+                    self.core.stop_waiting(&room, cx.id());
+                }
+                Some(error(404, ErrorCode::UnknownRoom, &format!("no room {room}")))
+            }
+            (step, c) => {
+                if let ClusterStep::Read { room, poll: true, .. } | ClusterStep::Load { room, .. } = &step {
+                    self.core.stop_waiting(room, cx.id());
+                }
+                let code = match c {
+                    Completion::Reply(Err((code, _))) | Completion::Page(Err(code)) => code,
+                    _ => ErrorCode::StoreFailed,
+                };
+                Some(error(status_of(code), code, "the cluster could not answer"))
+            }
+        }
+    }
+
     fn post(&mut self, cx: &mut HttpContext<'_, '_>, room: &str, req: &Request) -> Outcome<Waiting> {
         let body: PostBody = match serde_json::from_slice(req.body()) {
             Ok(b) => b,
@@ -162,6 +301,21 @@ impl ChatHttp {
         if body.text.len() > max {
             let msg = format!("text of {} bytes, at most {max}", body.text.len());
             return error(413, ErrorCode::TextTooLong, &msg).into();
+        }
+        if let Some(cluster) = self.core.cluster().cloned() {
+            let reply = self.reply_to(cx);
+            return match self.core.cluster_post(
+                &cluster,
+                None,
+                room,
+                &body.nick,
+                &body.text,
+                None,
+                reply.clone(),
+            ) {
+                Ok(()) => Self::wait_cluster(reply, ClusterStep::Post, Duration::from_secs(30)),
+                Err(code) => error(status_of(code), code, &format!("cannot post to {room}")).into(),
+            };
         }
         self.next_seq += 1;
         let seq = self.next_seq;
@@ -186,6 +340,9 @@ impl ChatHttp {
             Ok(w) => w.filter(|w| w.is_finite() && *w > 0.0).map(Duration::from_secs_f64),
             Err(_) => return error(400, ErrorCode::Malformed, "wait: not a number of seconds").into(),
         };
+        if let Some(cluster) = self.core.cluster().cloned() {
+            return self.cluster_get(cx, &cluster, room, since, wait);
+        }
         let read = |core: &ChatCore| match core.messages_after(room, since, PAGE) {
             Ok(Some(page)) => Ok(page),
             Ok(None) => Err(error(404, ErrorCode::UnknownRoom, &format!("no room {room}"))),
@@ -296,7 +453,14 @@ impl HttpHandler for ChatHttp {
         match (req.method(), segments.as_slice()) {
             (Method::Get | Method::Head, ["healthz"]) => Response::text(200, "ok\n").into(),
             (Method::Get | Method::Head, ["metrics"]) => self.metrics(cx).into(),
-            (Method::Get | Method::Head, ["rooms"]) => self.rooms().into(),
+            (Method::Get | Method::Head, ["rooms"]) => match self.core.cluster().cloned() {
+                Some(cluster) => {
+                    let reply = self.reply_to(cx);
+                    self.core.cluster_rooms(&cluster, reply.clone());
+                    Self::wait_cluster(reply, ClusterStep::Rooms, Duration::from_secs(30))
+                }
+                None => self.rooms().into(),
+            },
             (Method::Post, ["rooms", room, "messages"]) => match validate_name(room) {
                 Ok(()) => self.post(cx, room, req),
                 Err(e) => error(400, e.code(), &format!("room: {e}")).into(),
@@ -319,6 +483,7 @@ impl HttpHandler for ChatHttp {
         wake: Wake,
     ) -> Option<Response> {
         match w {
+            Waiting::Cluster { .. } => self.cluster_wake(cx, w, wake),
             Waiting::Post { seq, posted: p } => match wake {
                 Wake::Notify(token) if token & ACK != 0 && token & !(ACK | ACK_FAILED) == *seq => {
                     Some(if token & ACK_FAILED == 0 {
@@ -348,8 +513,13 @@ impl HttpHandler for ChatHttp {
     }
 
     fn on_cancel(&mut self, cx: &mut HttpContext<'_, '_>, _req: &Request, w: Waiting) {
-        if let Waiting::Poll { room, .. } = w {
-            self.core.stop_waiting(&room, cx.id());
+        match w {
+            Waiting::Poll { room, .. }
+            | Waiting::Cluster {
+                step: ClusterStep::Read { room, poll: true, .. } | ClusterStep::Load { room, .. },
+                ..
+            } => self.core.stop_waiting(&room, cx.id()),
+            _ => {}
         }
     }
 

@@ -409,7 +409,9 @@ impl ChatService {
 
     /// The error for a room the session is not in: it may not exist.
     fn not_in(&self, room: &str) -> (ErrorCode, String) {
-        if self.core.room_exists(room) {
+        // In a cluster, whether the room exists is Redis' to say: not
+        // worth a round trip for an error.
+        if self.core.cluster().is_some() || self.core.room_exists(room) {
             (ErrorCode::NotMember, format!("not in {room}"))
         } else {
             (ErrorCode::UnknownRoom, format!("no room {room}"))
@@ -599,6 +601,9 @@ impl ChatService {
                 }
                 Completion::Reply(Ok(body)) => ServerFrame::ok(request_id, body),
                 Completion::Reply(Err((code, message))) => ServerFrame::error(request_id, code, &message),
+                Completion::Page(_) => {
+                    ServerFrame::error(request_id, ErrorCode::Internal, "unexpected answer")
+                }
                 Completion::Retry(prefetched) => {
                     let retry = retry.take();
                     s.slots.remove(i);

@@ -33,6 +33,8 @@ struct Node {
     server: Server,
     addr: SocketAddr,
     config: PathBuf,
+    /// The HTTP door, if it has one.
+    http: Option<SocketAddr>,
 }
 
 impl Node {
@@ -41,11 +43,17 @@ impl Node {
     }
 
     fn start_with(name: &str, redis: &Redis, chat: &str) -> Node {
+        Node::start_full(name, redis, chat, false)
+    }
+
+    fn start_full(name: &str, redis: &Redis, chat: &str, http: bool) -> Node {
         let addr = free_addr();
+        let http = http.then(free_addr);
+        let http_listen = http.map_or(String::new(), |a| format!("\"{a}\""));
         let dir = temp_dir(&format!("node-{name}-{}", addr.port()));
         let config = dir.join("node.toml");
         let text = format!(
-            "threads = 2\nshutdown_grace_ms = 2000\n[http]\nlisten = []\n[store]\ndata_dir = \"none\"\n\
+            "threads = 2\nshutdown_grace_ms = 2000\n[http]\nlisten = [{http_listen}]\n[store]\ndata_dir = \"none\"\n\
              [chat]\nlisten = [\"{addr}\"]\nrate_per_sec = 0\n{chat}\n\
              [cluster]\nredis = \"{}\"\nnode = \"{name}\"\nheartbeat_ms = {HEARTBEAT_MS}\nnode_ttl_ms = {TTL_MS}\n\
              timeout_ms = 1000\n",
@@ -53,7 +61,7 @@ impl Node {
         );
         std::fs::write(&config, text).unwrap();
         let server = Server::start(&config);
-        Node { server, addr, config }
+        Node { server, addr, config, http }
     }
 
     fn login(&self, nick: &str) -> ChatClient {
@@ -586,4 +594,71 @@ fn the_config_test_checks_redis() {
     assert!(ok, "{text}");
     assert!(text.contains("in Redis 7") || text.contains("in Redis 8"), "{text}");
     let _ = std::fs::remove_dir_all(config.parent().unwrap());
+}
+
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(TIMEOUT)).build().into()
+}
+
+fn http_get(agent: &ureq::Agent, node: &Node, path: &str) -> (u16, serde_json::Value) {
+    let mut r = agent.get(&format!("http://{}{path}", node.http.unwrap())).call().unwrap();
+    let status = r.status().as_u16();
+    (status, serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap_or_default())
+}
+
+fn http_post(agent: &ureq::Agent, node: &Node, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut r = agent
+        .post(&format!("http://{}{path}", node.http.unwrap()))
+        .header("Content-Type", "application/json")
+        .send(body)
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap_or_default())
+}
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn the_http_door_of_every_node_serves_the_same_rooms() {
+    let redis = Redis::start("http", Persistence::None);
+    let nodes: Vec<Node> = (0..3).map(|i| Node::start_full(&format!("n{i}"), &redis, "", true)).collect();
+    let agent = http_agent();
+    let mut bob = nodes[1].login("bob");
+    bob.join("web").unwrap();
+    // Posted over HTTP on one node, received over TCP on another.
+    let (status, posted) =
+        http_post(&agent, &nodes[0], "/rooms/web/messages", r#"{"nick":"carol","text":"from http"}"#);
+    assert_eq!(status, 201, "{posted}");
+    let (offset, _, from, text) = next_message(&mut bob);
+    assert_eq!(
+        (offset, from.as_str(), text.as_str()),
+        (posted["offset"].as_u64().unwrap(), "carol", "from http")
+    );
+    // Read on a third node, from Redis.
+    let (status, page) = http_get(&agent, &nodes[2], "/rooms/web/messages?since=0");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["messages"][0]["text"], "from http");
+    assert_eq!(page["last_offset"].as_u64(), Some(offset));
+    let (status, _) = http_get(&agent, &nodes[2], "/rooms/nowhere/messages");
+    assert_eq!(status, 404);
+    // A long poll on a node that does not hold the room gets the next message.
+    let poll = {
+        let agent = agent.clone();
+        let addr = nodes[2].http.unwrap();
+        thread::spawn(move || {
+            let mut r =
+                agent.get(&format!("http://{addr}/rooms/web/messages?since={offset}&wait=5")).call().unwrap();
+            serde_json::from_str::<serde_json::Value>(&r.body_mut().read_to_string().unwrap()).unwrap()
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    let next = bob.say("web", "for the poll").unwrap();
+    let got = poll.join().unwrap();
+    assert_eq!(got["messages"][0]["offset"].as_u64(), Some(next.offset), "{got}");
+    // The room list covers the cluster.
+    let (status, rooms) = http_get(&agent, &nodes[0], "/rooms");
+    assert_eq!(status, 200);
+    assert!(
+        rooms["rooms"].as_array().unwrap().iter().any(|r| r["name"] == "web" && r["members"] == 1),
+        "{rooms}"
+    );
 }

@@ -338,6 +338,81 @@ impl ChatCore {
         });
     }
 
+    /// Reads a room's messages after `after` from Redis: a
+    /// [`Completion::Page`].
+    pub fn cluster_read(&self, cluster: &Cluster, room: &str, after: u64, limit: usize, reply: ReplyTo) {
+        let core = self.me();
+        cluster.read(room, after, limit, move |r| {
+            let Some(core) = core.upgrade() else { return };
+            let page = match r {
+                Ok(Some(p)) => Ok(Some(crate::core::Page {
+                    epoch: p.meta.epoch,
+                    last_offset: p.meta.last_offset,
+                    messages: p.entries.into_iter().map(|(e, _)| Arc::new(e)).collect(),
+                })),
+                Ok(None) => Ok(None),
+                Err(e) => {
+                    log::warn!("cluster: a read failed: {e}");
+                    Err(ErrorCode::StoreFailed)
+                }
+            };
+            core.complete(&reply, Completion::Page(page));
+        });
+    }
+
+    /// Registers connection `id` (a long poll) to be notified at a room's
+    /// next message: `Ok(true)` done; `Ok(false)`: the room is being
+    /// loaded, a [`Completion::Retry`] comes when it is (then call again).
+    pub fn cluster_watch(
+        &self,
+        cluster: &Cluster,
+        room: &str,
+        id: ConnId,
+        reply: ReplyTo,
+    ) -> Result<bool, ErrorCode> {
+        loop {
+            let resident = self.resident(room);
+            let Some(r) = resident else {
+                let mut rooms = lock(&self.rooms);
+                if rooms.contains_key(room) {
+                    continue;
+                }
+                if rooms.len() >= self.settings().max_rooms {
+                    return Err(ErrorCode::TooManyRooms);
+                }
+                let name: Arc<str> = Arc::from(room);
+                let mut st = RoomState::loading(name.clone(), self.delivery.loops());
+                st.joins_waiting = 1;
+                let r = Arc::new(Room { name: name.clone(), state: Mutex::new(st) });
+                rooms.insert(name.clone(), r.clone());
+                drop(rooms);
+                {
+                    let _st = lock(&r.state);
+                    lock(&self.load_waiters)
+                        .entry(name.clone())
+                        .or_default()
+                        .push(LoadWaiter { reply, may_create: false });
+                }
+                cluster.subscribe(name);
+                return Ok(false);
+            };
+            let mut st = lock(&r.state);
+            if st.evicted {
+                continue;
+            }
+            if st.is_loading() {
+                st.joins_waiting += 1;
+                lock(&self.load_waiters)
+                    .entry(r.name.clone())
+                    .or_default()
+                    .push(LoadWaiter { reply, may_create: false });
+                return Ok(false);
+            }
+            st.wait(id);
+            return Ok(true);
+        }
+    }
+
     fn resident(&self, name: &str) -> Option<RoomRef> {
         lock(&self.rooms).get(name).cloned()
     }
