@@ -9,19 +9,15 @@
 //! | `GET /rooms/{room}/messages?since=OFFSET&wait=S` | messages after offset `OFFSET` (JSON, with the room's `epoch` and `last_offset`); with `wait`, long-polls up to `S` seconds for the next one. A `since` ahead of the room is answered at once with the room's real position |
 //! | `GET /rooms` | rooms and member counts |
 //! | `GET /healthz` | `ok` |
-//! | `GET /metrics` | the reactor's per-service counters, Prometheus text format |
+//! | `GET /metrics` | the reactor's per-service counters, the chat's, the room log's and the cluster's, OpenMetrics text format (see `metrics.rs`) |
 
 use crate::completion::{Completion, Mailbox, ReplyTo};
 use crate::core::{AckTo, ChatCore, Page, ACK, ACK_FAILED};
 use crate::protocol::{validate_name, ErrorCode};
 use http1::{HttpContext, HttpHandler, Method, Outcome, Request, Response, Wake};
 use serde::{Deserialize, Serialize};
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A Prometheus counter: metric name, help text, and how to read it.
-type Counter = (&'static str, &'static str, fn(&reactor::ServiceStats) -> u64);
 
 /// Messages one response carries at most; the client polls again from the
 /// last one for the rest.
@@ -385,62 +381,8 @@ impl ChatHttp {
     }
 
     fn metrics(&self, cx: &HttpContext<'_, '_>) -> Response {
-        let stats = cx.handle().all_stats();
-        let mut out = String::with_capacity(4096);
-        let counters: [Counter; 12] = [
-            ("connections_accepted_total", "Connections accepted.", |s| s.accepted),
-            ("connections_closed_total", "Connections closed, for any reason.", |s| s.closed),
-            ("connections_rejected_total", "Connections refused at max_connections.", |s| s.rejected),
-            ("accept_errors_total", "Failed accept calls (EMFILE and the like).", |s| s.accept_errors),
-            ("bytes_in_total", "Bytes read from peers.", |s| s.bytes_in),
-            ("bytes_out_total", "Bytes written to peers.", |s| s.bytes_out),
-            ("frames_in_total", "Frames decoded.", |s| s.frames_in),
-            ("frames_out_total", "Frames sent.", |s| s.frames_out),
-            ("slow_consumers_total", "Connections closed as slow consumers.", |s| s.slow_consumers),
-            ("idle_timeouts_total", "Connections closed by the reactor's idle timeout.", |s| s.idle_timeouts),
-            ("protocol_errors_total", "Connections closed for a protocol error.", |s| s.protocol_errors),
-            ("handler_panics_total", "Handler panics.", |s| s.panics),
-        ];
-        for (name, help, get) in counters {
-            let _ = writeln!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} counter");
-            for s in &stats {
-                let _ = writeln!(out, "switchboard_{name}{{service=\"{}\"}} {}", s.name, get(s));
-            }
-        }
-        let _ = writeln!(out, "# HELP switchboard_connections_open Connections open now.");
-        let _ = writeln!(out, "# TYPE switchboard_connections_open gauge");
-        for s in &stats {
-            let _ = writeln!(out, "switchboard_connections_open{{service=\"{}\"}} {}", s.name, s.open);
-        }
-        let _ = writeln!(out, "# HELP chat_users Users logged in.\n# TYPE chat_users gauge");
-        let _ = writeln!(out, "chat_users {}", self.core.user_count());
-        let _ = writeln!(
-            out,
-            "# HELP chat_rooms Rooms in memory (rooms without members leave it).\n# TYPE chat_rooms gauge"
-        );
-        let _ = writeln!(out, "chat_rooms {}", self.core.room_count());
-        if let Some(log) = self.core.log_stats() {
-            use std::sync::atomic::Ordering::Relaxed;
-            let counters = [
-                ("chat_log_appends_total", "Messages stored in the room log.", log.appends.load(Relaxed)),
-                (
-                    "chat_log_commits_total",
-                    "Room log transactions (one per batch).",
-                    log.commits.load(Relaxed),
-                ),
-                ("chat_log_fsyncs_total", "Durable room log commits (fsyncs).", log.fsyncs.load(Relaxed)),
-                ("chat_log_failures_total", "Room log writes that failed.", log.failures.load(Relaxed)),
-                (
-                    "chat_log_overflows_total",
-                    "Messages refused: the log's queue was full.",
-                    log.overflows.load(Relaxed),
-                ),
-            ];
-            for (name, help, value) in counters {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-            }
-        }
-        Response::text(200, out).content_type("text/plain; version=0.0.4; charset=utf-8")
+        let text = crate::metrics::render(&cx.handle().all_stats(), &self.core);
+        Response::text(200, text).content_type(crate::metrics::CONTENT_TYPE)
     }
 }
 

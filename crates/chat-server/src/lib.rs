@@ -35,6 +35,7 @@ pub mod core;
 pub mod delivery;
 pub mod http_api;
 pub mod listeners;
+pub mod metrics;
 pub mod protocol;
 pub mod room;
 pub mod sd_notify;

@@ -661,4 +661,20 @@ fn the_http_door_of_every_node_serves_the_same_rooms() {
         rooms["rooms"].as_array().unwrap().iter().any(|r| r["name"] == "web" && r["members"] == 1),
         "{rooms}"
     );
+    // Each node's /metrics, OpenMetrics, with the cluster's counters.
+    let mut r = agent.get(&format!("http://{}/metrics", nodes[1].http.unwrap())).call().unwrap();
+    let ctype = r.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+    assert_eq!(ctype, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    let text = r.body_mut().read_to_string().unwrap();
+    for needle in [
+        "# TYPE chat_cluster_redis_round_trip_seconds histogram",
+        "chat_cluster_redis_round_trip_seconds_bucket{le=",
+        "chat_cluster_messages_relayed_total 2",
+        "chat_cluster_redis_reconnects_total 0",
+        "chat_cluster_node_info{node=\"n1\"",
+        "switchboard_connections_accepted_total{service=\"chat\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    assert!(text.ends_with("# EOF\n"));
 }
