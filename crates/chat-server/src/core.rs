@@ -206,6 +206,15 @@ impl ChatCore {
         }
     }
 
+    /// Lets go of what this node holds in the cluster (nicknames, members)
+    /// while it keeps serving: before a binary upgrade hands its users to
+    /// the new process, so that they can log in there at once.
+    pub fn release_cluster_holdings(&self) {
+        if let Some(c) = self.cluster() {
+            c.release_all(Duration::from_secs(2));
+        }
+    }
+
     /// A weak reference to this core, for callbacks on other threads.
     pub(crate) fn me(&self) -> Weak<ChatCore> {
         self.me.clone()

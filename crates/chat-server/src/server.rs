@@ -345,6 +345,9 @@ impl ChatServer {
         // queued and hand the file over first, then say goodbye. Messages
         // posted meanwhile get StoreFailed (never an acknowledgement).
         self.reactor.handle().stop_accepting();
+        // In a cluster: the successor is a new node; its users' nicknames
+        // must be free there when they come back.
+        self.core.release_cluster_holdings();
         if let Err(e) = self.core.close_log() {
             log::error!("room log: close for the successor failed: {e}");
         }

@@ -678,3 +678,34 @@ fn the_http_door_of_every_node_serves_the_same_rooms() {
     }
     assert!(text.ends_with("# EOF\n"));
 }
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn a_node_that_stops_lets_go_of_its_users_at_once() {
+    let redis = Redis::start("stop", Persistence::None);
+    let nodes: Vec<Node> = (0..2).map(|i| Node::start(&format!("n{i}"), &redis)).collect();
+    let mut alice = nodes[0].login("alice");
+    alice.join("hall").unwrap();
+    let mut bob = nodes[1].login("bob");
+    bob.join("hall").unwrap();
+    assert!(matches!(next_push(&mut alice), Push::Presence { kind: PresenceKind::Joined, .. }));
+    nodes[1].server.signal(libc::SIGTERM);
+    // Bob is told to go, and goes.
+    loop {
+        match bob.next_event() {
+            Ok(ServerFrame::Push(Push::GoingAway { .. })) => break,
+            Ok(_) => {}
+            Err(e) => panic!("bob: {e:?}"),
+        }
+    }
+    drop(bob);
+    let stopped = Instant::now();
+    alice.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        next_push(&mut alice),
+        Push::Presence { room: "hall".into(), nick: "bob".into(), kind: PresenceKind::Left }
+    );
+    assert!(stopped.elapsed() < Duration::from_millis(TTL_MS), "not left to the liveness timeout");
+    let _bob = nodes[0].login("bob");
+    assert_eq!(alice.who("hall").unwrap(), vec!["alice"]);
+}

@@ -127,6 +127,9 @@ pub struct Cluster {
     max_id: Arc<AtomicU64>,
     heartbeat: Duration,
     node_ttl: Duration,
+    /// Set once the node lets go of what it holds: no more heartbeats
+    /// (which would claim it all back).
+    leaving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Cluster {
@@ -147,11 +150,16 @@ impl Cluster {
         let stats = Arc::new(ClusterStats::default());
         let max_id = Arc::new(AtomicU64::new(0));
         let ttl = Duration::from_millis(config.node_ttl_ms);
+        let leaving = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let hooks = {
             let (keys, node, max_id, events) = (keys.clone(), node.clone(), max_id.clone(), events.clone());
+            let leaving = leaving.clone();
             Hooks {
                 period: Duration::from_millis(config.heartbeat_ms),
                 tick: Box::new(move |_new| {
+                    if leaving.load(Ordering::Acquire) {
+                        return Vec::new();
+                    }
                     let events = events.clone();
                     let floor = max_id.load(Ordering::Acquire) + 1;
                     let beat = Call::new(
@@ -216,6 +224,7 @@ impl Cluster {
             max_id,
             heartbeat: Duration::from_millis(config.heartbeat_ms),
             node_ttl: ttl,
+            leaving,
         }))
     }
 
@@ -494,9 +503,19 @@ impl Cluster {
     }
 
     /// Leaves the cluster: what this node holds is cleared at once (rather
-    /// than when its liveness runs out), then the threads stop. Waits at
-    /// most `timeout`.
+    /// than when its liveness runs out), then the subscription stops.
+    /// Waits at most `timeout`.
     pub fn leave(&self, timeout: Duration) {
+        self.release_all(timeout);
+        self.subscriber.stop();
+    }
+
+    /// Clears what this node holds in Redis (nicknames, members; their
+    /// departures are published) now, as if it had died, so that its users
+    /// can log in elsewhere at once (a binary upgrade hands them to a new
+    /// node). The node keeps running. Waits at most `timeout`.
+    pub fn release_all(&self, timeout: Duration) {
+        self.leaving.store(true, Ordering::Release);
         let (tx, rx) = crossbeam_channel::bounded(1);
         let k = &self.keys;
         // Liveness in the past: the sweep clears this node now.
@@ -519,7 +538,6 @@ impl Cluster {
         );
         self.bridge.call(sweep);
         let _ = rx.recv_timeout(timeout);
-        self.subscriber.stop();
     }
 
     /// Calls waiting for Redis.
