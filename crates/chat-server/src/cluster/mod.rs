@@ -77,6 +77,8 @@ pub struct Page {
     pub meta: RoomMeta,
     /// Messages, oldest first, with who posted them (node, token).
     pub entries: Vec<(Entry, Option<(String, u64)>)>,
+    /// Members on every node (dead nodes' until swept).
+    pub members: u32,
 }
 
 /// Checks that the Redis at `url` answers and is version 7 or later, as
@@ -355,7 +357,7 @@ impl Cluster {
         limit: usize,
         done: impl FnOnce(Result<Option<Page>, CallError>) + Send + 'static,
     ) -> bool {
-        let keys = vec![self.keys.room(room), self.keys.log(room)];
+        let keys = vec![self.keys.room(room), self.keys.log(room), self.keys.members(room)];
         let args = vec![(after + 1).to_string(), limit.max(1).to_string()];
         self.bridge.call(Call::new(Script::Read, keys, args, Retry::Same, move |r| {
             done(r.and_then(|v| {
@@ -369,7 +371,13 @@ impl Cluster {
                         let entries =
                             f.get(3).map(items).unwrap_or_default().iter().filter_map(stream_entry).collect();
                         let trimmed = if first == 0 { last } else { first - 1 };
-                        Ok(Some(Page { meta: RoomMeta { epoch, last_offset: last, trimmed }, entries }))
+                        let members =
+                            f.get(4).and_then(as_u64).map_or(0, |m| u32::try_from(m).unwrap_or(u32::MAX));
+                        Ok(Some(Page {
+                            meta: RoomMeta { epoch, last_offset: last, trimmed },
+                            entries,
+                            members,
+                        }))
                     }
                     _ => Err(CallError::Server(format!("unexpected read reply {v:?}"))),
                 }

@@ -479,18 +479,22 @@ impl ChatCore {
                 return;
             }
             let read = match r {
-                Ok(Some(Page { meta, entries })) => LogRead {
-                    epoch: meta.epoch,
-                    last: meta.last_offset,
-                    messages: entries
-                        .into_iter()
-                        .map(|(e, origin)| Incoming::Message {
-                            epoch: meta.epoch,
-                            entry: Arc::new(e),
-                            origin: origin.filter(|(n, _)| *n == node).map(|(_, t)| t),
-                        })
-                        .collect(),
-                },
+                Ok(Some(Page { meta, entries, members })) => {
+                    // Presence events missed in a gap: the count at least is right again.
+                    st.set_cluster_members(members);
+                    LogRead {
+                        epoch: meta.epoch,
+                        last: meta.last_offset,
+                        messages: entries
+                            .into_iter()
+                            .map(|(e, origin)| Incoming::Message {
+                                epoch: meta.epoch,
+                                entry: Arc::new(e),
+                                origin: origin.filter(|(n, _)| *n == node).map(|(_, t)| t),
+                            })
+                            .collect(),
+                    }
+                }
                 // The room is gone from Redis: its log was lost.
                 Ok(None) => LogRead { epoch: 0, last: 0, messages: Vec::new() },
                 Err(e) => {

@@ -151,8 +151,9 @@ if first[1] then f = string.match(first[1][1], '^(%d+)') end
 return {m[1], m[2], created, f, redis.call('HLEN', KEYS[4]), tail}
 "#;
 
-/// KEYS: room, log. ARGV: first offset wanted, count. Returns nil (no such
-/// room) or {epoch, last, first kept offset, messages oldest first}.
+/// KEYS: room, log, members. ARGV: first offset wanted, count. Returns nil
+/// (no such room) or {epoch, last, first kept offset, messages oldest
+/// first, members}.
 const READ: &str = r#"
 local m = redis.call('HMGET', KEYS[1], 'epoch', 'last')
 if not m[1] then return false end
@@ -160,7 +161,7 @@ local entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', ARG
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 local f = '0'
 if first[1] then f = string.match(first[1][1], '^(%d+)') end
-return {m[1], m[2], f, entries}
+return {m[1], m[2], f, entries, redis.call('HLEN', KEYS[3])}
 "#;
 
 /// KEYS: nicks, nodes, node's nicks. ARGV: nick, node. Returns 1 (claimed)

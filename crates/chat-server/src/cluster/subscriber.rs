@@ -210,7 +210,7 @@ impl Run {
                 }
                 Err(e) if e.is_timeout() => {
                     // Nothing for a while: is Redis still there?
-                    ps.ping::<String>()?;
+                    ps.ping::<redis::Value>()?;
                 }
                 Err(e) => return Err(e),
             }
