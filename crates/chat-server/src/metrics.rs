@@ -45,18 +45,18 @@ fn gauge(value: usize) -> Gauge {
 pub fn render(stats: &[reactor::ServiceStats], core: &ChatCore) -> String {
     let mut registry = Registry::default();
     let counters: [ServiceCounter; 12] = [
-        ("connections_accepted", "Connections accepted.", |s| s.accepted),
-        ("connections_closed", "Connections closed, for any reason.", |s| s.closed),
-        ("connections_rejected", "Connections refused at max_connections.", |s| s.rejected),
-        ("accept_errors", "Failed accept calls (EMFILE and the like).", |s| s.accept_errors),
-        ("bytes_in", "Bytes read from peers.", |s| s.bytes_in),
-        ("bytes_out", "Bytes written to peers.", |s| s.bytes_out),
-        ("frames_in", "Frames decoded.", |s| s.frames_in),
-        ("frames_out", "Frames sent.", |s| s.frames_out),
-        ("slow_consumers", "Connections closed as slow consumers.", |s| s.slow_consumers),
-        ("idle_timeouts", "Connections closed by the reactor's idle timeout.", |s| s.idle_timeouts),
-        ("protocol_errors", "Connections closed for a protocol error.", |s| s.protocol_errors),
-        ("handler_panics", "Handler panics.", |s| s.panics),
+        ("connections_accepted", "Connections accepted", |s| s.accepted),
+        ("connections_closed", "Connections closed, for any reason", |s| s.closed),
+        ("connections_rejected", "Connections refused at max_connections", |s| s.rejected),
+        ("accept_errors", "Failed accept calls (EMFILE and the like)", |s| s.accept_errors),
+        ("bytes_in", "Bytes read from peers", |s| s.bytes_in),
+        ("bytes_out", "Bytes written to peers", |s| s.bytes_out),
+        ("frames_in", "Frames decoded", |s| s.frames_in),
+        ("frames_out", "Frames sent", |s| s.frames_out),
+        ("slow_consumers", "Connections closed as slow consumers", |s| s.slow_consumers),
+        ("idle_timeouts", "Connections closed by the reactor's idle timeout", |s| s.idle_timeouts),
+        ("protocol_errors", "Connections closed for a protocol error", |s| s.protocol_errors),
+        ("handler_panics", "Handler panics", |s| s.panics),
     ];
     {
         let sb = registry.sub_registry_with_prefix("switchboard");
@@ -72,19 +72,19 @@ pub fn render(stats: &[reactor::ServiceStats], core: &ChatCore) -> String {
             open.get_or_create(&vec![("service", s.name.to_string())])
                 .set(i64::try_from(s.open).unwrap_or(i64::MAX));
         }
-        sb.register("connections_open", "Connections open now.", open);
+        sb.register("connections_open", "Connections open now", open);
     }
     {
         let chat = registry.sub_registry_with_prefix("chat");
-        chat.register("users", "Nicknames held on this node.", gauge(core.user_count()));
-        chat.register("rooms", "Rooms in memory (rooms without members leave it).", gauge(core.room_count()));
+        chat.register("users", "Nicknames held on this node", gauge(core.user_count()));
+        chat.register("rooms", "Rooms in memory (rooms without members leave it)", gauge(core.room_count()));
         if let Some(log) = core.log_stats() {
             let log_counters = [
-                ("log_appends", "Messages stored in the room log.", log.appends.load(Relaxed)),
-                ("log_commits", "Room log transactions (one per batch).", log.commits.load(Relaxed)),
-                ("log_fsyncs", "Durable room log commits (fsyncs).", log.fsyncs.load(Relaxed)),
-                ("log_failures", "Room log writes that failed.", log.failures.load(Relaxed)),
-                ("log_overflows", "Messages refused: the log's queue was full.", log.overflows.load(Relaxed)),
+                ("log_appends", "Messages stored in the room log", log.appends.load(Relaxed)),
+                ("log_commits", "Room log transactions (one per batch)", log.commits.load(Relaxed)),
+                ("log_fsyncs", "Durable room log commits (fsyncs)", log.fsyncs.load(Relaxed)),
+                ("log_failures", "Room log writes that failed", log.failures.load(Relaxed)),
+                ("log_overflows", "Messages refused: the log's queue was full", log.overflows.load(Relaxed)),
             ];
             for (name, help, value) in log_counters {
                 chat.register(name, help, counter(value));
@@ -96,10 +96,10 @@ pub fn render(stats: &[reactor::ServiceStats], core: &ChatCore) -> String {
         let c = registry.sub_registry_with_prefix("chat_cluster");
         c.register(
             "node",
-            "This node of the cluster.",
+            "This node of the cluster",
             Info::new(vec![("node", cluster.name().to_string()), ("id", cluster.node().to_string())]),
         );
-        c.register("redis_queued", "Calls waiting to be sent to Redis.", gauge(cluster.queued()));
+        c.register("redis_queued", "Calls waiting to be sent to Redis", gauge(cluster.queued()));
     }
     let mut out = String::with_capacity(8192);
     if let Err(e) = encode(&mut out, &registry) {

@@ -163,7 +163,7 @@ impl Cluster {
                         return Vec::new();
                     }
                     let events = events.clone();
-                    let floor = max_id.load(Ordering::Acquire) + 1;
+                    let floor = max_id.load(Ordering::Acquire);
                     let beat = Call::new(
                         Script::Heartbeat,
                         vec![keys.nodes(), keys.ids()],

@@ -54,28 +54,28 @@ impl ClusterStats {
     /// Registers every counter (clones share their values) under `chat_cluster_`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("chat_cluster");
-        r.register("redis_round_trip_seconds", "Pipelined round trips to Redis.", self.round_trip.clone());
-        r.register("redis_batches", "Pipelines sent to Redis.", self.batches.clone());
-        r.register("redis_calls", "Script calls sent to Redis.", self.calls.clone());
-        r.register("redis_errors", "Calls Redis answered with an error.", self.errors.clone());
+        r.register("redis_round_trip_seconds", "Pipelined round trips to Redis", self.round_trip.clone());
+        r.register("redis_batches", "Pipelines sent to Redis", self.batches.clone());
+        r.register("redis_calls", "Script calls sent to Redis", self.calls.clone());
+        r.register("redis_errors", "Calls Redis answered with an error", self.errors.clone());
         r.register(
             "redis_refused",
-            "Calls refused at once: Redis away or the queue full.",
+            "Calls refused at once: Redis away or the queue full",
             self.refused.clone(),
         );
-        r.register("redis_reconnects", "Reconnections to Redis.", self.reconnects.clone());
+        r.register("redis_reconnects", "Reconnections to Redis", self.reconnects.clone());
         r.register(
             "messages_relayed",
-            "Room messages from Redis published to this node's members.",
+            "Room messages from Redis published to this node's members",
             self.relayed.clone(),
         );
-        r.register("events_received", "Room events received from Redis.", self.received.clone());
-        r.register("catch_ups", "Log reads filling a gap in a room's messages.", self.catch_ups.clone());
+        r.register("events_received", "Room events received from Redis", self.received.clone());
+        r.register("catch_ups", "Log reads filling a gap in a room's messages", self.catch_ups.clone());
         r.register(
             "rooms_lost",
-            "Rooms whose members had to resume: their log was lost.",
+            "Rooms whose members had to resume: their log was lost",
             self.rooms_lost.clone(),
         );
-        r.register("directs_delivered", "Direct messages from Redis delivered here.", self.directs.clone());
+        r.register("directs_delivered", "Direct messages from Redis delivered here", self.directs.clone());
     }
 }
