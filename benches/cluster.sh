@@ -55,15 +55,19 @@ node() {
   } >"$WORK/$name.toml"
   RUST_LOG=warn taskset -c 0 "$BIN/chat-server" -c "$WORK/$name.toml" 2>>"$WORK/$name.log" &
   local pid=$!
-  PIDS+=("$pid")
   until (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; do sleep 0.05; done
-  echo "$pid $port"
+  echo "$pid $port" >"$WORK/$name.pid"
 }
 
-read -r S_PID S_PORT < <(node single)
-read -r A_PID A_PORT < <(node a cluster)
-read -r B_PID B_PORT < <(node b cluster)
-read -r C_PID C_PORT < <(node c cluster)
+for n in single:'' a:cluster b:cluster c:cluster; do
+  node "${n%%:*}" "${n#*:}"
+  read -r pid _ <"$WORK/${n%%:*}.pid"
+  PIDS+=("$pid")
+done
+read -r S_PID S_PORT <"$WORK/single.pid"
+read -r A_PID A_PORT <"$WORK/a.pid"
+read -r B_PID B_PORT <"$WORK/b.pid"
+read -r C_PID C_PORT <"$WORK/c.pid"
 
 run() { # run SETUP RATE REP
   local setup=$1 rate=$2 rep=$3 args
@@ -76,9 +80,12 @@ run() { # run SETUP RATE REP
   # Redis' CPU alone, over the whole run (warm-up included), for the split.
   local r0 r1
   r0=$(awk '{print $14+$15}' "/proc/$REDIS_PID/stat")
-  flock /work/notes/bench.lock taskset -c 1 "$BIN/loadgen" chat "${args[@]}" --clients 1000 --rooms 1 --senders 1 \
-    --rate "$rate" --size 64 --duration "$DURATION" --warmup "$WARMUP" --quiet --json >"$WORK/run.json"
+  if ! flock /work/notes/bench.lock taskset -c 1 "$BIN/loadgen" chat "${args[@]}" --clients 1000 --rooms 1 \
+    --senders 1 --rate "$rate" --size 64 --duration "$DURATION" --warmup "$WARMUP" --quiet --json >"$WORK/run.json"; then
+    echo "  (loadgen failed: $setup at $rate msgs/s)" >&2
+  fi
   r1=$(awk '{print $14+$15}' "/proc/$REDIS_PID/stat")
+  [[ -s $WORK/run.json ]] || return 0
   python3 -c "import json,sys; d=json.load(open('$WORK/run.json')); d['setup']='$setup'; d['rep']=$rep; d['redis_ticks']=$r1-$r0; print(json.dumps(d))" >>"$OUT"
 }
 

@@ -7,7 +7,7 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `P:room:R` | hash | room R's `epoch` and `last` offset |
-//! | `P:log:R` | stream | room R's messages, id `offset-0`, trimmed to `retain_messages` |
+//! | `P:log:R` | stream | room R's messages, id `offset-0`, trimmed to about `retain_messages` (`MAXLEN ~`: whole nodes at a time, cheaper; what is kept is read from the stream's first entry) |
 //! | `P:members:R` | hash | R's members: nick → node |
 //! | `P:rooms` | sorted set | every room name (score 0: by name) |
 //! | `P:ids` | string | the message id counter (rooms and direct messages) |
@@ -123,7 +123,7 @@ if ARGV[8] == '1' then
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'last', 1)
 local id = redis.call('INCR', KEYS[4])
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], s(offset) .. '-0',
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], s(offset) .. '-0',
   'i', s(id), 't', ARGV[4], 'f', ARGV[5], 'x', ARGV[6], 'o', ARGV[7])
 redis.call('PUBLISH', KEYS[5], 'M\n' .. ARGV[1] .. '\n' .. epoch .. '\n' .. s(offset) .. '\n' .. s(id) ..
   '\n' .. ARGV[4] .. '\n' .. ARGV[7] .. '\n' .. ARGV[5] .. '\n' .. ARGV[6])
