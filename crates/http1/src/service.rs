@@ -9,6 +9,7 @@ use crate::handler::{HttpContext, HttpHandler, Outcome, Wake};
 use crate::parse::{reject, Reject};
 use crate::request::{Method, Request, Version};
 use crate::response::{encode, Persistence, Response, CONTINUE};
+use crate::websocket::{close_code, handshake, WsConn};
 use bytes::BytesMut;
 use reactor::{CloseReason, Context, Handler};
 use std::collections::VecDeque;
@@ -33,6 +34,8 @@ enum Phase {
     Body,
     /// Between requests: close quietly.
     Idle,
+    /// An upgraded WebSocket connection that sent nothing: close with 1001.
+    WsIdle,
 }
 
 /// A request parsed while an earlier response is pending.
@@ -69,6 +72,8 @@ pub struct HttpConn<P> {
     stopped: bool,
     /// The close is requested: nothing more is written.
     closed: bool,
+    /// Set once the connection switched to WebSocket: input is frames.
+    ws: Option<Box<WsConn>>,
 }
 
 /// Serves an [`HttpHandler`] as a reactor [`Handler`]:
@@ -140,6 +145,7 @@ impl<H: HttpHandler> HttpService<H> {
     fn serve(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, req: Request) {
         match self.handler.on_request(&mut HttpContext::new(cx), &req) {
             Outcome::Respond(resp) => self.respond(cx, conn, &req, &resp),
+            Outcome::Upgrade(up) => self.upgrade(cx, conn, &req, up),
             Outcome::Wait { pending, timeout } => {
                 let mut req = req;
                 req.detach();
@@ -149,6 +155,25 @@ impl<H: HttpHandler> HttpService<H> {
                 conn.waiting = Some(Box::new(Waiting { req, pending, seq, queue: VecDeque::new() }));
             }
         }
+    }
+
+    /// Answers 101 and hands the connection to the WebSocket handler; input
+    /// after the handshake's head is WebSocket frames.
+    fn upgrade(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut HttpConn<H::Pending>,
+        req: &Request,
+        up: crate::handler::Upgrade,
+    ) {
+        if conn.closed || cx.is_shutting_down() || !req.body().is_empty() {
+            let resp = Response::text(400, "cannot switch this connection to WebSocket\n").close();
+            return self.respond(cx, conn, req, &resp);
+        }
+        cx.write_with(|buf| handshake::encode_switch(&up.accept, buf));
+        let mut ws = Box::new(WsConn::new(up.handler, self.config.ws_max_message));
+        ws.open(cx);
+        conn.ws = Some(ws);
     }
 
     fn respond(
@@ -228,6 +253,14 @@ impl<H: HttpHandler> HttpService<H> {
             match item {
                 Queued::Request(req) => {
                     self.serve(cx, conn, req);
+                    if conn.ws.is_some() {
+                        // What followed an upgrade was parsed as requests
+                        // before the upgrade was answered: not trustworthy.
+                        if let Some(ws) = conn.ws.as_mut() {
+                            ws.fail(cx, close_code::PROTOCOL_ERROR, "data pipelined before the upgrade");
+                        }
+                        break;
+                    }
                     if let Some(w) = conn.waiting.as_mut() {
                         w.queue = queue;
                         break;
@@ -261,7 +294,9 @@ impl<H: HttpHandler> HttpService<H> {
         // Still within the same head (or, on a new connection, still before
         // the first complete one).
         let same_head = !new_head && matches!(conn.deadline, Some((_, Phase::Head)));
-        conn.deadline = if conn.stopped || conn.waiting.is_some() {
+        conn.deadline = if conn.ws.is_some() {
+            Some((now + self.config.ws_idle_timeout, Phase::WsIdle))
+        } else if conn.stopped || conn.waiting.is_some() {
             None // a wait has its own timeout; a stopped connection, the reactor's linger
         } else if conn.decoder.in_body() {
             Some((now + self.config.body_timeout, Phase::Body))
@@ -297,6 +332,11 @@ impl<H: HttpHandler> HttpService<H> {
             Some((at, Phase::Body)) if at <= now => {
                 self.refuse(cx, conn, reject(408, "request body timeout"))
             }
+            Some((at, Phase::WsIdle)) if at <= now => {
+                if let Some(ws) = conn.ws.as_mut() {
+                    ws.fail(cx, close_code::GOING_AWAY, "idle timeout");
+                }
+            }
             Some((at, Phase::Idle)) if at <= now => {
                 conn.stopped = true;
                 conn.closed = true;
@@ -323,14 +363,19 @@ impl<H: HttpHandler> Handler for HttpService<H> {
             wait_seq: 0,
             stopped: false,
             closed: false,
+            ws: None,
         };
         self.rearm(cx, &mut conn, false);
         conn
     }
 
     fn on_data(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, input: &mut BytesMut) {
+        if let Some(ws) = conn.ws.as_mut() {
+            ws.on_data(cx, input);
+            return self.rearm(cx, conn, false);
+        }
         let mut completed = false;
-        while !conn.stopped {
+        while !conn.stopped && conn.ws.is_none() {
             match conn.decoder.decode(input, &self.config) {
                 Ok(Some(req)) => {
                     completed = true;
@@ -342,6 +387,13 @@ impl<H: HttpHandler> Handler for HttpService<H> {
         }
         if conn.stopped {
             input.clear();
+        }
+        if let Some(ws) = conn.ws.as_mut() {
+            // Frames the client sent right behind its handshake.
+            if !input.is_empty() {
+                ws.on_data(cx, input);
+            }
+            return self.rearm(cx, conn, false);
         }
         self.send_continue(cx, conn);
         self.rearm(cx, conn, completed);
@@ -360,12 +412,18 @@ impl<H: HttpHandler> Handler for HttpService<H> {
                 self.wake(cx, conn, Wake::Timeout);
             }
         } else if token & INTERNAL == 0 {
-            self.wake(cx, conn, Wake::Timer(token));
+            match conn.ws.as_mut() {
+                Some(ws) => ws.timer(cx, token),
+                None => self.wake(cx, conn, Wake::Timer(token)),
+            }
         }
     }
 
     fn on_notify(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, token: u64) {
-        self.wake(cx, conn, Wake::Notify(token));
+        match conn.ws.as_mut() {
+            Some(ws) => ws.notify(cx, token),
+            None => self.wake(cx, conn, Wake::Notify(token)),
+        }
     }
 
     fn on_loop_notify(&mut self, cx: &mut Context<'_>, token: u64) {
@@ -373,10 +431,16 @@ impl<H: HttpHandler> Handler for HttpService<H> {
     }
 
     fn on_shutdown(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn) {
-        self.wake(cx, conn, Wake::Shutdown);
+        match conn.ws.as_mut() {
+            Some(ws) => ws.shutdown(cx),
+            None => self.wake(cx, conn, Wake::Shutdown),
+        }
     }
 
-    fn on_close(&mut self, cx: &mut Context<'_>, conn: Self::Conn, _reason: &CloseReason) {
+    fn on_close(&mut self, cx: &mut Context<'_>, conn: Self::Conn, reason: &CloseReason) {
+        if let Some(ws) = conn.ws {
+            ws.closed(cx, reason);
+        }
         if let Some(w) = conn.waiting {
             self.handler.on_cancel(&mut HttpContext::new(cx), &w.req, w.pending);
         }
