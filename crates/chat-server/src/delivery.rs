@@ -56,6 +56,8 @@ impl Waker<'_, '_> {
 /// Every loop's inbox, and how to reach the loops.
 pub struct Delivery {
     inboxes: Vec<Inbox>,
+    /// Length prefix of the chat frames events carry.
+    header_len: usize,
     /// The service whose `on_loop_notify` delivers (any chat or HTTP
     /// service of the reactor does).
     service: usize,
@@ -63,10 +65,12 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Inboxes for `loops` loops; `service` is notified.
-    pub fn new(loops: usize, service: usize) -> Delivery {
+    /// Inboxes for `loops` loops; `service` is notified. Events carry chat
+    /// frames with a `header_len`-byte length prefix.
+    pub fn new(loops: usize, service: usize, header_len: usize) -> Delivery {
         Delivery {
             inboxes: (0..loops.max(1)).map(|_| Inbox::default()).collect(),
+            header_len,
             service,
             handle: OnceLock::new(),
         }
@@ -119,19 +123,30 @@ impl Delivery {
                     st.queue_reset(l);
                 }
             }
-            deliver(cx, &mut st, l);
+            deliver(cx, &mut st, l, self.header_len);
         }
+    }
+
+    /// The length prefix of the chat frames events carry.
+    pub fn header_len(&self) -> usize {
+        self.header_len
     }
 }
 
 /// Sends loop `l`'s members every event from its cursor on (the caller
-/// runs on loop `l`, holding the room's lock). Returns frames sent.
-pub fn deliver(cx: &mut Context<'_>, st: &mut RoomState, l: usize) -> usize {
+/// runs on loop `l`, holding the room's lock), each in its door's framing:
+/// the chat frame as it is, or its payload (after the `header_len`-byte
+/// length prefix) in a WebSocket message. Returns frames sent.
+pub fn deliver(cx: &mut Context<'_>, st: &mut RoomState, l: usize, header_len: usize) -> usize {
     let mut sent = 0;
     {
+        let ws = st.ws_members(l);
         let (ids, events) = st.undelivered(l);
         for ev in events {
             sent += cx.broadcast_except(ids, &ev.frame, ev.skip);
+            if !ws.is_empty() {
+                sent += cx.broadcast_except(ws, ev.ws_frame(header_len), ev.skip);
+            }
         }
     }
     st.delivered(l);

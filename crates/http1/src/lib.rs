@@ -85,7 +85,9 @@ pub use crate::handler::{HttpContext, HttpHandler, Outcome, Upgrade, Wake};
 pub use crate::request::{Fields, Method, Request, Version};
 pub use crate::response::Response;
 pub use crate::service::{HttpConn, HttpService};
-pub use crate::websocket::{close_code, encode_frame, WebSocketHandler, WsContext, WsMessage};
+pub use crate::websocket::{
+    close_code, encode_close_frame, encode_frame, WebSocketHandler, WsContext, WsMessage,
+};
 
 /// The I/O-free request decoder, exported for the fuzz targets and for
 /// tests: not a stable API.

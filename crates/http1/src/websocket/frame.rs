@@ -69,6 +69,14 @@ pub fn encode_frame(payload: &[u8]) -> Bytes {
     buf.freeze()
 }
 
+/// A close frame with `code` and `reason`, to send to a WebSocket
+/// connection from elsewhere (then close it): say, a session taken over.
+pub fn encode_close_frame(code: u16, reason: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(2 + 2 + MAX_REASON);
+    encode_close(code, reason, &mut buf);
+    buf.freeze()
+}
+
 /// Appends a close frame with `code` and `reason` (cut at a character
 /// boundary to fit a control frame).
 pub(crate) fn encode_close(code: u16, reason: &str, buf: &mut BytesMut) {

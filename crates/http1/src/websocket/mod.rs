@@ -49,7 +49,7 @@ mod conn;
 mod frame;
 pub(crate) mod handshake;
 
-pub use frame::encode_frame;
+pub use frame::{encode_close_frame, encode_frame};
 
 pub(crate) use conn::WsConn;
 
