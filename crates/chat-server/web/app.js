@@ -259,8 +259,8 @@ function onFrame(f) {
   switch (f.type) {
     case "ok":
     case "error": {
-      const cb = state.pending.get(f.id);
-      state.pending.delete(f.id);
+      const cb = state.pending.get(f.rid);
+      state.pending.delete(f.rid);
       if (cb) cb(f);
       break;
     }

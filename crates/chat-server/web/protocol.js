@@ -112,8 +112,9 @@ export function decode(buf) {
   const r = new Reader(buf);
   const op = r.u8();
   switch (op) {
-    case Op.OK: { const id = r.u32(); const kind = r.u8(); return { type: "ok", id, kind, ...body(r, kind) }; }
-    case Op.ERROR: return { type: "error", id: r.u32(), code: r.u16(), message: r.rest() };
+    // `rid`: the request id (a Sent body has an `id` of its own).
+    case Op.OK: { const rid = r.u32(); const kind = r.u8(); return { type: "ok", rid, kind, ...body(r, kind) }; }
+    case Op.ERROR: return { type: "error", rid: r.u32(), code: r.u16(), message: r.rest() };
     case Op.MESSAGE: {
       const history = (r.u8() & 1) === 1;
       return {
