@@ -175,6 +175,30 @@ fn a_long_poll_ends_empty_at_its_wait() {
     s.server.shutdown();
 }
 
+/// Issue 14, item 5: a `since` ahead of the room does not wait (it would
+/// miss what comes meanwhile): it answers at once with the room's real
+/// position, and polling from that position sees the next message.
+#[test]
+fn a_long_poll_from_ahead_answers_at_once_with_the_real_position() {
+    let s = start();
+    for text in ["one", "two"] {
+        assert_eq!(s.post("/rooms/ahead/messages", &format!(r#"{{"text": "{text}"}}"#)).0, 201);
+    }
+    let started = Instant::now();
+    let (status, body) = s.get("/rooms/ahead/messages?since=42&wait=5");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(2), "answered at once: {:?}", started.elapsed());
+    let v = json(&body);
+    assert_eq!(v["messages"].as_array().unwrap().len(), 0);
+    let last = v["last_offset"].as_u64().unwrap();
+    assert_eq!(last, 2, "the room's real position");
+    assert_eq!(s.post("/rooms/ahead/messages", r#"{"text": "three"}"#).0, 201);
+    let v = json(&s.get(&format!("/rooms/ahead/messages?since={last}&wait=5")).1);
+    assert_eq!(v["messages"][0]["text"], "three");
+    assert_eq!(v["messages"][0]["offset"].as_u64(), Some(3));
+    s.server.shutdown();
+}
+
 #[test]
 fn rooms_health_and_metrics() {
     let s = start();
