@@ -309,7 +309,7 @@ fn main() -> ExitCode {
                 log::error!("upgrade failed, still serving: {why}");
             }
             Event::UpgradeReady(pid) => {
-                log::info!("upgrade: new process {pid} is serving; draining this one");
+                log::info!("upgrade: new process {pid} is ready; handing it the room log, then draining");
                 upgraded = true;
                 break;
             }

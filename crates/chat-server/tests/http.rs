@@ -220,6 +220,7 @@ fn rooms_health_and_metrics() {
     assert!(text.contains("switchboard_connections_accepted_total{service=\"chat\"} 1"), "{text}");
     assert!(text.contains("switchboard_connections_open{service=\"http\"} 1"), "{text}");
     assert!(text.contains("chat_users 2"), "alice on TCP, webby's session: {text}");
+    assert!(text.contains("# TYPE chat_log_appends_total counter"), "{text}");
     assert!(text.contains("chat_rooms 1"), "rooms in memory: \"two\" has no members: {text}");
     s.server.shutdown();
 }

@@ -98,7 +98,7 @@ fn sigusr2_hands_over_without_refusing_anyone() {
         .collect();
     thread::sleep(Duration::from_millis(200));
     old.signal(libc::SIGUSR2);
-    old.wait_log("is serving; draining");
+    old.wait_log("is ready; handing it the room log");
     wait_for("the new pid file", || read_pid(&pid_file).is_some_and(|p| p != old_pid));
     let new_pid = read_pid(&pid_file).unwrap();
     assert!(dir.join("chat.pid.oldbin").exists(), "the old pid file is renamed during the upgrade");
@@ -276,7 +276,7 @@ fn an_upgrade_under_chat_load_loses_and_repeats_nothing() {
         (0..3).map(|i| thread::spawn(move || resending_sender(addr, format!("sender{i}"), 300))).collect();
     thread::sleep(Duration::from_millis(400));
     old.signal(libc::SIGUSR2);
-    old.wait_log("is serving; draining");
+    old.wait_log("is ready; handing it the room log");
     wait_for("the new pid file", || read_pid(&pid_file).is_some_and(|p| p != old_pid));
     let new_pid = read_pid(&pid_file).unwrap();
 

@@ -39,10 +39,27 @@ pub fn metrics(stats: &[reactor::ServiceStats], core: &ChatCore) -> Response {
     let gauges = [
         ("chat_users", "Nicknames held, on every door.", core.user_count()),
         ("chat_sessions", "HTTP sessions open.", core.session_count()),
-        ("chat_rooms", "Rooms held.", core.room_count()),
+        ("chat_rooms", "Rooms in memory (rooms without members leave it).", core.room_count()),
     ];
     for (name, help, value) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+    if let Some(log) = core.log_stats() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters = [
+            ("chat_log_appends_total", "Messages stored in the room log.", log.appends.load(Relaxed)),
+            ("chat_log_commits_total", "Room log transactions (one per batch).", log.commits.load(Relaxed)),
+            ("chat_log_fsyncs_total", "Durable room log commits (fsyncs).", log.fsyncs.load(Relaxed)),
+            ("chat_log_failures_total", "Room log writes that failed.", log.failures.load(Relaxed)),
+            (
+                "chat_log_overflows_total",
+                "Messages refused: the log's queue was full.",
+                log.overflows.load(Relaxed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
     }
     Response::text(200, out).content_type("text/plain; version=0.0.4; charset=utf-8")
 }

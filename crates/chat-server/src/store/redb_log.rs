@@ -241,6 +241,34 @@ impl RedbLog {
             .unwrap_or_else(|_| Err(StoreError(format!("{}: corrupt page", self.path.display()))))
     }
 
+    /// Up to `limit` messages of `room` from offset `from` on: oldest
+    /// first, or newest first when `newest_first`.
+    fn scan(
+        &self,
+        room: &str,
+        from: u64,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.reading(|db| {
+            let txn = db.begin_read().map_err(|e| err("begin", e))?;
+            let messages = match txn.open_table(MESSAGES) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(err("messages", e)),
+            };
+            let range = messages.range((room, from)..=(room, u64::MAX)).map_err(|e| err("read", e))?;
+            let rows: Box<dyn Iterator<Item = _>> =
+                if newest_first { Box::new(range.rev()) } else { Box::new(range) };
+            let mut out = Vec::new();
+            for row in rows.take(limit) {
+                let (k, v) = row.map_err(|e| err("read", e))?;
+                out.push(entry((k.value().1, v.value())));
+            }
+            Ok(out)
+        })
+    }
+
     fn write_batch(
         &self,
         db: &Database,
@@ -339,47 +367,16 @@ impl RoomLog for RedbLog {
         if after == u64::MAX || limit == 0 {
             return Ok(Vec::new());
         }
-        self.reading(|db| {
-            let txn = db.begin_read().map_err(|e| err("begin", e))?;
-            let messages = match txn.open_table(MESSAGES) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(err("messages", e)),
-            };
-            let mut out = Vec::new();
-            for row in messages.range((room, after + 1)..=(room, u64::MAX)).map_err(|e| err("read", e))? {
-                let (k, v) = row.map_err(|e| err("read", e))?;
-                out.push(entry((k.value().1, v.value())));
-                if out.len() >= limit {
-                    break;
-                }
-            }
-            Ok(out)
-        })
+        self.scan(room, after + 1, limit, false)
     }
 
     fn read_last(&self, room: &str, n: usize) -> Result<Vec<Entry>, StoreError> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        self.reading(|db| {
-            let txn = db.begin_read().map_err(|e| err("begin", e))?;
-            let messages = match txn.open_table(MESSAGES) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(err("messages", e)),
-            };
-            let mut out = Vec::new();
-            for row in messages.range((room, 0)..=(room, u64::MAX)).map_err(|e| err("read", e))?.rev() {
-                let (k, v) = row.map_err(|e| err("read", e))?;
-                out.push(entry((k.value().1, v.value())));
-                if out.len() >= n {
-                    break;
-                }
-            }
-            out.reverse();
-            Ok(out)
-        })
+        let mut out = self.scan(room, 0, n, true)?;
+        out.reverse();
+        Ok(out)
     }
 
     fn write(&self, batch: &[Append], durable: bool, next_id: u64) -> Result<(), StoreError> {
