@@ -312,9 +312,20 @@ impl ChatServer {
         if new.chat.listen != self.config.chat.listen || new.http.listen != self.config.http.listen {
             ignored.push("listen address changes need a restart (or a binary upgrade)".to_string());
         }
-        if new.http != self.config.http && new.http.listen == self.config.http.listen {
+        // What a reload applies of [http]: max_connections and the session
+        // and login limits; the rest is the listeners' and needs a restart.
+        let fixed = |h: &HttpApiConfig| HttpApiConfig {
+            max_connections: 0,
+            max_sessions: 0,
+            session_idle_ms: 0,
+            session_max_age_ms: 0,
+            logins_per_minute: 0,
+            ..h.clone()
+        };
+        if fixed(&new.http) != fixed(&self.config.http) && new.http.listen == self.config.http.listen {
             ignored.push(
-                "http limits other than max_connections need a restart (or a binary upgrade)".to_string(),
+                "http limits other than max_connections and the session limits need a restart (or a binary upgrade)"
+                    .to_string(),
             );
         }
         if new.threads != self.config.threads {
@@ -332,10 +343,17 @@ impl ChatServer {
         self.core.reload(settings(&new));
         let (listen, http, threads) =
             (self.config.chat.listen.clone(), self.config.http.clone(), self.config.threads);
-        let max_connections = new.http.max_connections;
+        let applied = HttpApiConfig {
+            max_connections: new.http.max_connections,
+            max_sessions: new.http.max_sessions,
+            session_idle_ms: new.http.session_idle_ms,
+            session_max_age_ms: new.http.session_max_age_ms,
+            logins_per_minute: new.http.logins_per_minute,
+            ..http
+        };
         self.config = new;
         self.config.chat.listen = listen;
-        self.config.http = HttpApiConfig { max_connections, ..http };
+        self.config.http = applied;
         self.config.threads = threads;
         Ok(ignored)
     }
