@@ -214,6 +214,19 @@ try {
     ann.$$eval("#messages .msg.mine", (els) => els.length > 0 && els.every((e) => !e.classList.contains("sending") && e.querySelector("time").textContent !== "")));
   check(true, "the sender's message leaves 'sending…' once the server has stored it");
 
+  // A direct message: ann opens a conversation with ben from the member
+  // list; ben gets it in a conversation pane of its own.
+  await ann.evaluate(() => [...document.querySelectorAll("#members li")].find((e) => e.textContent === "ben").click());
+  await send(ann, "psst, ben");
+  await until("ben gets a conversation with ann", () => ben.$('[data-key="@ann"]'));
+  await ben.evaluate(() => document.querySelector('[data-key="@ann"]').click());
+  await sees(ben, "ben", "ann: psst, ben");
+  check(!(await texts(ann)).includes("cli: hello from cli"), "the conversation pane shows the conversation only");
+  await ann.evaluate(() => document.querySelector('[data-key="#lobby"]').click());
+  await ben.evaluate(() => document.querySelector('[data-key="#lobby"]').click());
+  await sees(ann, "ann", "cli: hello from cli");
+  check(true, "direct messages between the pages, each in its own pane");
+
   // Who's online (GET /users with the page's bearer credential).
   await until("ann's online list", async () => {
     const online = await ann.$$eval("#online li", (els) => els.map((e) => e.textContent));
