@@ -10,8 +10,12 @@ use tungstenite::error::{CapacityError, Error, ProtocolError};
 use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
 
 /// tungstenite's own read buffer per connection. It is allocated up front
-/// (and grows for a large frame): keep an idle connection small.
-const READ_BUFFER: usize = 512;
+/// (and grows for a large frame), so an idle connection keeps it: 64 bytes
+/// took an idle chat connection over WebSocket from 1,552 to 1,103 bytes
+/// of server memory against 512 (benches/ws_idle.py); its default, 128 KiB,
+/// is the trap of ANCHORS 8.5. It also bounds each read from the
+/// connection's input, which is memory here, not a system call.
+const READ_BUFFER: usize = 64;
 
 /// The stream tungstenite sees: reads drain the bytes the reactor read,
 /// writes append to the connection's output. Reads never block; an empty
