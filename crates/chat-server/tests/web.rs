@@ -392,6 +392,50 @@ fn sessions_survive_a_restart_on_a_data_directory() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A WebSocket member that never reads is a slow consumer like a TCP one:
+/// the same write queue bound closes it, and the room goes on.
+#[test]
+fn a_websocket_member_that_never_reads_is_closed_as_a_slow_consumer() {
+    let s = start(|c| {
+        c.chat.write_high_watermark = 64 << 10;
+        c.chat.max_write_queue = 256 << 10;
+    });
+    let mut alice = s.tcp_login("alice", None).unwrap();
+    alice.join("busy").unwrap();
+    // A small receive buffer, so that the server's queue fills soon.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&s.http.into()).unwrap();
+    let stream: TcpStream = sock.into();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let req = format!("ws://{}/ws", s.http).into_client_request().unwrap();
+    let (ws, _) = tungstenite::client(req, stream).unwrap();
+    let mut lazy = Ws { ws, next_id: 1 };
+    assert!(is_ok(&lazy.login("lazy", None)));
+    assert!(is_ok(&lazy.call(Request::Join { room: "busy".into(), resume: None })));
+    let text = "x".repeat(1000);
+    let http = s.server.handle().service_index("http").unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while s.server.handle().stats(http).unwrap().slow_consumers == 0 {
+        assert!(Instant::now() < deadline, "the lazy member was never closed");
+        for _ in 0..100 {
+            alice.say("busy", &text).unwrap();
+        }
+    }
+    // The room goes on without it.
+    let mut bob = s.tcp_login("bob", None).unwrap();
+    bob.join("busy").unwrap();
+    alice.say("busy", "still here").unwrap();
+    loop {
+        if let ServerFrame::Push(Push::Message { text, .. }) = bob.next_event().unwrap() {
+            assert_eq!(text, "still here");
+            break;
+        }
+    }
+    assert_eq!(s.server.core().who("busy").unwrap(), ["alice", "bob"]);
+    s.server.shutdown();
+}
+
 #[test]
 fn the_page_and_its_assets_are_served() {
     let s = start(|_| {});
