@@ -33,8 +33,11 @@ impl HttpHandler for Api {
 }
 
 fn start() -> (Reactor, SocketAddr) {
+    start_with(HttpConfig { ws_max_message: 1000, ..HttpConfig::default() })
+}
+
+fn start_with(config: HttpConfig) -> (Reactor, SocketAddr) {
     let _ = env_logger::builder().is_test(true).try_init();
-    let config = HttpConfig { ws_max_message: 1000, ..HttpConfig::default() };
     let reactor = Reactor::builder()
         .threads(1)
         .service(ServiceConfig::new("ws"), "127.0.0.1:0", move |_| HttpService::new(config.clone(), Api))
@@ -179,6 +182,26 @@ fn protocol_errors_close_with_their_codes() {
         let mut s = handshake(addr);
         s.write_all(&bytes).unwrap();
         assert_eq!(close_code(&mut s), code, "{:02x?}", &bytes[..2]);
+    }
+    reactor.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_silent_websocket_is_closed_with_1001_after_its_idle_timeout() {
+    let config = HttpConfig { ws_idle_timeout: Duration::from_millis(300), ..HttpConfig::default() };
+    let (reactor, addr) = start_with(config);
+    let mut s = handshake(addr);
+    let started = std::time::Instant::now();
+    assert_eq!(close_code(&mut s), 1001);
+    assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
+    // Traffic keeps another one open past the timeout.
+    let mut busy = handshake(addr);
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(100));
+        busy.write_all(&frame(0x89, b"k", true)).unwrap();
+        let mut pong = [0u8; 3];
+        busy.read_exact(&mut pong).unwrap();
+        assert_eq!(pong, [0x8a, 1, b'k']);
     }
     reactor.shutdown(Duration::from_secs(1));
 }
