@@ -4,11 +4,10 @@
 //! cargo run --release --example echo_server -- --listen 127.0.0.1:9000
 //! ```
 
-use bytes::Bytes;
 use clap::Parser;
 use std::net::SocketAddr;
 use switchboard::framing::FrameConfig;
-use switchboard::reactor::{FrameHandler, Framed, FramedContext, Reactor, ServiceConfig};
+use switchboard::reactor::{Frame, FrameCodec, FramedContext, Handler, Reactor, Service, ServiceConfig};
 
 /// Framed echo server (4-byte big-endian length prefix).
 #[derive(Parser)]
@@ -29,12 +28,13 @@ struct Args {
 
 struct Echo;
 
-impl FrameHandler for Echo {
+impl Handler for Echo {
+    type Codec = FrameCodec;
     type Conn = ();
 
     fn on_open(&mut self, _cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) {}
 
-    fn on_frame(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut (), frame: Bytes) {
+    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut (), frame: Frame<'_>) {
         // The frame came in under the same maximum, so it always fits.
         let _ = cx.send_frame(&frame);
     }
@@ -55,7 +55,10 @@ fn main() {
     if let Some(n) = args.threads {
         builder = builder.threads(n);
     }
-    let reactor = match builder.service(config, args.listen, move |_| Framed::new(frames, Echo)).build() {
+    let reactor = match builder
+        .service(config, args.listen, move |_| Service::new(FrameCodec::new(frames), Echo))
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("echo_server: {e}");

@@ -10,7 +10,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::{init_logs, wait_until, Client};
 use socket2::{Domain, Socket, Type};
 use std::fs::File;
@@ -19,7 +18,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 use switchboard::framing::FrameConfig;
-use switchboard::reactor::{FrameHandler, Framed, FramedContext, Reactor, ReactorHandle, ServiceConfig};
+use switchboard::reactor::{
+    Frame, FrameCodec, FramedContext, Handler, Reactor, ReactorHandle, Service, ServiceConfig, ServiceId,
+};
 
 /// Connections queued while descriptors are out: more than the acceptor
 /// takes per readiness event (256), so that resuming after the back-off must
@@ -34,10 +35,11 @@ const MAX_ACCEPT_ERRORS: u64 = 40;
 
 struct Echo;
 
-impl FrameHandler for Echo {
+impl Handler for Echo {
+    type Codec = FrameCodec;
     type Conn = ();
     fn on_open(&mut self, _cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) {}
-    fn on_frame(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut (), frame: Bytes) {
+    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut (), frame: Frame<'_>) {
         cx.send_frame(&frame).unwrap();
     }
 }
@@ -129,7 +131,7 @@ fn closed(stream: &mut TcpStream) -> bool {
 }
 
 fn errors(h: &ReactorHandle) -> u64 {
-    h.stats(0).expect("service 0").accept_errors
+    h.stats(ServiceId::from_index(0)).expect("service 0").accept_errors
 }
 
 #[test]
@@ -138,10 +140,12 @@ fn emfile_backs_off_sheds_the_head_and_keeps_the_listener() {
     let test_started = Instant::now();
     let reactor = Reactor::builder()
         .threads(1)
-        .service(ServiceConfig::new("echo"), "127.0.0.1:0", |_| Framed::new(FrameConfig::default(), Echo))
+        .service(ServiceConfig::new("echo"), "127.0.0.1:0", |_| {
+            Service::new(FrameCodec::new(FrameConfig::default()), Echo)
+        })
         .build()
         .expect("start reactor");
-    let addr = reactor.local_addr(0).unwrap();
+    let addr = reactor.local_addr(ServiceId::from_index(0)).unwrap();
     let h = reactor.handle();
     let mut early = Client::connect(addr);
     early.send(b"before");
@@ -182,7 +186,11 @@ fn emfile_backs_off_sheds_the_head_and_keeps_the_listener() {
     );
     assert!(errors_after <= MAX_ACCEPT_ERRORS, "{errors_after} accept errors: the acceptor spins on EMFILE");
     assert!(cpu_share < 0.5, "the process used {:.0}% of a core while out of descriptors", cpu_share * 100.0);
-    assert_eq!(h.stats(0).unwrap().accepted, 1, "nothing can have been accepted without descriptors");
+    assert_eq!(
+        h.stats(ServiceId::from_index(0)).unwrap().accepted,
+        1,
+        "nothing can have been accepted without descriptors"
+    );
     eprintln!(
         "out of descriptors: {errors_after} accept errors so far, {} in {elapsed:?}, CPU {:.1}% of a core",
         errors_after - errors_before,
@@ -195,7 +203,7 @@ fn emfile_backs_off_sheds_the_head_and_keeps_the_listener() {
     // connection arrives to make the listener readable again.
     let resume_deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let s = h.stats(0).unwrap();
+        let s = h.stats(ServiceId::from_index(0)).unwrap();
         if s.accepted + s.accept_errors == 1 + PENDING as u64 {
             break;
         }

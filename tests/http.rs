@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use switchboard::http1::{
     HttpConfig, HttpContext, HttpHandler, HttpService, Method, Outcome, Request, Response, Wake,
 };
-use switchboard::reactor::{ConnId, Reactor, ReactorHandle, ServiceConfig};
+use switchboard::reactor::{ConnId, Reactor, ReactorHandle, ServiceConfig, ServiceId};
 
 /// Routes for the tests. Long polls register their connection in `waiters`.
 #[derive(Clone, Default)]
@@ -88,7 +88,7 @@ impl Server {
             .service(service, "127.0.0.1:0", move |_| HttpService::new(config.clone(), a.clone()))
             .build()
             .expect("start reactor");
-        let addr = reactor.local_addr(0).unwrap();
+        let addr = reactor.local_addr(ServiceId::from_index(0)).unwrap();
         Server { reactor, addr, api }
     }
 
@@ -97,7 +97,7 @@ impl Server {
     }
 
     fn accepted(&self) -> u64 {
-        self.handle().stats(0).unwrap().accepted
+        self.handle().stats(ServiceId::from_index(0)).unwrap().accepted
     }
 
     fn url(&self, path: &str) -> String {
@@ -347,7 +347,9 @@ fn every_limit_answers_with_its_status_then_closes() {
     assert_eq!(c.get("/").status, 200);
     assert_eq!(bystander.get("/").text(), "Hello, World!", "bad requests touched nobody else");
     // Counted when each connection is gone (after the client's FIN).
-    wait_until("protocol errors counted", || server.handle().stats(0).unwrap().protocol_errors == 14);
+    wait_until("protocol errors counted", || {
+        server.handle().stats(ServiceId::from_index(0)).unwrap().protocol_errors == 14
+    });
     server.stop();
 }
 
@@ -466,7 +468,9 @@ fn idle_keep_alive_connections_are_closed_quietly() {
     let started = Instant::now();
     assert!(c.closed_quietly(), "closed without a response");
     assert!(started.elapsed() >= Duration::from_millis(250));
-    wait_until("idle close counted", || server.handle().stats(0).unwrap().idle_timeouts == 1);
+    wait_until("idle close counted", || {
+        server.handle().stats(ServiceId::from_index(0)).unwrap().idle_timeouts == 1
+    });
     server.stop();
 }
 
@@ -514,7 +518,7 @@ fn long_poll_is_answered_by_notify_from_another_thread() {
     });
     let id = waiter(&server);
     thread::sleep(Duration::from_millis(100));
-    assert!(server.handle().notify(id, 42));
+    assert!(server.handle().notify(id, 42).is_ok());
     let (body, took) = client.join().unwrap();
     assert_eq!(body, "woken 42");
     assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(10), "{took:?}");
@@ -541,7 +545,7 @@ fn requests_pipelined_behind_a_long_poll_wait_their_turn() {
     c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\ntwo");
     let id = waiter(&server);
     thread::sleep(Duration::from_millis(100));
-    server.handle().notify(id, 7);
+    server.handle().notify(id, 7).unwrap();
     assert_eq!(c.response(false).unwrap().text(), "woken 7");
     assert_eq!(c.response(false).unwrap().text(), "/n/1");
     assert_eq!(c.response(false).unwrap().text(), "two");
@@ -554,7 +558,7 @@ fn requests_pipelined_behind_a_long_poll_wait_their_turn() {
     }
     c.send(&batch);
     let id = waiter(&server);
-    server.handle().notify(id, 1);
+    server.handle().notify(id, 1).unwrap();
     assert_eq!(c.response(false).unwrap().text(), "woken 1");
     for i in 0..4 {
         assert_eq!(c.response(false).unwrap().text(), format!("/n/{i}"));

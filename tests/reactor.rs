@@ -13,9 +13,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 use switchboard::framing::FrameConfig;
 use switchboard::reactor::{
-    CloseReason, ConnId, FrameHandler, Framed, FramedContext, Reactor, ReactorHandle, ServiceConfig,
-    SlowConsumerPolicy,
+    CloseReason, ConnId, Context, Frame, FrameCodec, FramedContext, Handler, Reactor, ReactorHandle, Service,
+    ServiceConfig, ServiceId, SlowConsumerPolicy,
 };
+
+const FIRST: ServiceId = ServiceId::from_index(0);
 
 /// Echo, plus a few commands that exercise the reactor from a handler.
 #[derive(Clone, Default)]
@@ -24,17 +26,21 @@ struct TestService {
     conns: Arc<Mutex<Vec<ConnId>>>,
 }
 
-impl FrameHandler for TestService {
+impl Handler for TestService {
+    type Codec = FrameCodec;
     type Conn = ();
 
     fn on_open(&mut self, cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) {
         self.conns.lock().unwrap().push(cx.id());
     }
 
-    fn on_frame(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut (), frame: Bytes) {
+    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut (), frame: Frame<'_>) {
         match &frame[..] {
             b"panic" => panic!("test handler asked to panic"),
-            b"whoami" => cx.send_frame(&cx.id().as_u64().to_be_bytes()).unwrap(),
+            b"whoami" => {
+                let id = cx.id();
+                cx.send_frame(&id.as_u64().to_be_bytes()).unwrap();
+            }
             b"timer" => {
                 cx.set_timer(Duration::from_millis(50), 42);
             }
@@ -53,17 +59,16 @@ impl FrameHandler for TestService {
                 let loops = cx.handle().loops();
                 for l in 0..loops {
                     if l % 2 == 0 {
-                        cx.notify_loop(l, 0, me);
+                        cx.notify_loop(l, FIRST, me);
                     } else {
                         let handle = cx.handle();
-                        thread::spawn(move || handle.notify_loop(l, 0, me));
+                        thread::spawn(move || handle.notify_loop(l, FIRST, me));
                     }
                 }
             }
             b"relay" => {
                 let ids = self.conns.lock().unwrap().clone();
-                let shared = cx.encode_shared(b"relayed").unwrap();
-                cx.broadcast_encoded(&ids, &shared);
+                cx.broadcast(&ids, &Bytes::from_static(b"relayed"));
             }
             f if f.starts_with(b"flood:") => {
                 let n: usize = std::str::from_utf8(&f[6..]).unwrap().parse().unwrap();
@@ -83,18 +88,19 @@ impl FrameHandler for TestService {
         cx.send_frame(format!("notified {token}").as_bytes()).unwrap();
     }
 
-    fn on_loop_notify(&mut self, cx: &mut FramedContext<'_, '_>, token: u64) {
+    fn on_loop_notify(&mut self, cx: &mut Context<'_>, token: u64) {
         // No current connection: a send to "itself" goes nowhere.
-        cx.send_frame(b"lost").unwrap_or_default();
-        let frame = cx.encode_shared(format!("loop {}", cx.loop_index()).as_bytes()).unwrap();
-        cx.broadcast_encoded(&[ConnId::from_u64(token)], &frame);
+        let none = cx.id();
+        cx.send_to(none, Bytes::from_static(b"lost"));
+        let payload = Bytes::from(format!("loop {}", cx.loop_index()));
+        cx.broadcast(&[ConnId::from_u64(token)], &payload);
     }
 
     fn on_shutdown(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut ()) {
         cx.send_frame(b"bye").unwrap();
     }
 
-    fn on_close(&mut self, cx: &mut FramedContext<'_, '_>, _conn: (), _reason: &CloseReason) {
+    fn on_close(&mut self, cx: &mut Context<'_>, _conn: (), _reason: &CloseReason) {
         self.conns.lock().unwrap().retain(|&id| id != cx.id());
     }
 }
@@ -105,10 +111,10 @@ fn start(threads: usize, config: ServiceConfig, frames: FrameConfig) -> (Reactor
     let s = service.clone();
     let reactor = Reactor::builder()
         .threads(threads)
-        .service(config, "127.0.0.1:0", move |_| Framed::new(frames, s.clone()))
+        .service(config, "127.0.0.1:0", move |_| Service::new(FrameCodec::new(frames), s.clone()))
         .build()
         .expect("start reactor");
-    let addr = reactor.local_addr(0).unwrap();
+    let addr = reactor.local_addr(FIRST).unwrap();
     (reactor, addr, service)
 }
 
@@ -128,7 +134,7 @@ fn small_buffer_client(addr: SocketAddr, size: usize) -> Client {
 }
 
 fn stats(h: &ReactorHandle) -> switchboard::reactor::ServiceStats {
-    h.stats(0).unwrap()
+    h.stats(FIRST).unwrap()
 }
 
 #[test]
@@ -263,9 +269,9 @@ fn slow_consumer_is_disconnected_and_others_get_every_broadcast() {
     let mut good = Client::connect(addr);
     wait_until("both open", || service.conns.lock().unwrap().len() == 2);
     let ids = service.conns.lock().unwrap().clone();
-    let chunk = Bytes::from(frame(&[5u8; 32 << 10]));
+    let chunk = Bytes::from(vec![5u8; 32 << 10]);
     for i in 0..64 {
-        h.broadcast(&ids, &chunk);
+        h.broadcast(&ids, &chunk).unwrap();
         let f = good.recv().unwrap_or_else(|e| panic!("good client lost broadcast {i}: {e}"));
         assert_eq!(f.len(), 32 << 10);
     }
@@ -328,12 +334,12 @@ fn cross_thread_send_and_broadcast_reach_every_loop() {
     let loops: HashSet<usize> = ids.iter().map(|id| id.loop_index()).collect();
     assert_eq!(loops.len(), 2, "connections spread over both loops: {ids:?}");
     for (i, &id) in ids.iter().enumerate() {
-        assert!(h.send(id, Bytes::from(frame(format!("to {i}").as_bytes()))));
+        assert!(h.send(id, Bytes::from(format!("to {i}"))).is_ok());
     }
     for (i, c) in clients.iter_mut().enumerate() {
         assert_eq!(c.recv().unwrap(), format!("to {i}").as_bytes());
     }
-    h.broadcast(&ids, &Bytes::from(frame(b"everyone")));
+    h.broadcast(&ids, &Bytes::from_static(b"everyone")).unwrap();
     for c in &mut clients {
         assert_eq!(c.recv().unwrap(), b"everyone");
     }
@@ -361,8 +367,8 @@ fn stale_id_never_reaches_a_newer_connection() {
     let new_id = service.conns.lock().unwrap()[0];
     assert_eq!(new_id.loop_index(), old_id.loop_index());
     assert_ne!(new_id, old_id);
-    h.send(old_id, Bytes::from(frame(b"stale")));
-    h.send(new_id, Bytes::from(frame(b"fresh")));
+    h.send(old_id, Bytes::from_static(b"stale")).unwrap();
+    h.send(new_id, Bytes::from_static(b"fresh")).unwrap();
     assert_eq!(new.recv().unwrap(), b"fresh");
     reactor.shutdown(DEADLINE);
 }
@@ -493,10 +499,11 @@ fn eof_inside_a_frame_is_a_protocol_error() {
 /// Uppercases each frame: a second service on the same reactor.
 struct Upper;
 
-impl FrameHandler for Upper {
+impl Handler for Upper {
+    type Codec = FrameCodec;
     type Conn = ();
     fn on_open(&mut self, _cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) {}
-    fn on_frame(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut (), frame: Bytes) {
+    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut (), frame: Frame<'_>) {
         cx.send_frame(&frame.to_ascii_uppercase()).unwrap();
     }
 }
@@ -507,16 +514,20 @@ fn several_services_share_one_reactor_with_their_own_limits() {
     let reactor = Reactor::builder()
         .threads(2)
         .service(ServiceConfig::new("echo"), "127.0.0.1:0", |_| {
-            Framed::new(FrameConfig::default(), TestService::default())
+            Service::new(FrameCodec::default(), TestService::default())
         })
         .service(ServiceConfig { max_connections: 1, ..ServiceConfig::new("upper") }, "127.0.0.1:0", |_| {
-            Framed::new(FrameConfig::builder().length_field_length(2).build().unwrap(), Upper)
+            Service::new(
+                FrameCodec::new(FrameConfig::builder().length_field_length(2).build().unwrap()),
+                Upper,
+            )
         })
         .build()
         .unwrap();
     let h = reactor.handle();
-    let (echo_addr, upper_addr) = (reactor.local_addr(0).unwrap(), reactor.local_addr(1).unwrap());
-    assert_eq!(h.service_index("upper"), Some(1));
+    let upper = ServiceId::from_index(1);
+    let (echo_addr, upper_addr) = (reactor.local_addr(FIRST).unwrap(), reactor.local_addr(upper).unwrap());
+    assert_eq!(h.service_id("upper"), Some(upper));
     let mut e = Client::connect(echo_addr);
     e.send(b"abc");
     assert_eq!(e.recv().unwrap(), b"abc");
@@ -546,15 +557,77 @@ fn reconfigure_applies_new_limits_without_dropping_connections() {
     b.send(b"b");
     assert_eq!(b.recv().unwrap(), b"b");
     assert!(Client::connect(addr).closed_by_server());
-    let mut cfg = (*h.config(0).unwrap()).clone();
+    let mut cfg = (*h.config(FIRST).unwrap()).clone();
     cfg.max_connections = 3;
-    h.reconfigure(0, cfg.clone()).unwrap();
+    h.reconfigure(FIRST, cfg.clone()).unwrap();
     let mut c = Client::connect(addr);
     c.send(b"c");
     assert_eq!(c.recv().unwrap(), b"c");
     cfg.write_low_watermark = cfg.write_high_watermark + 1;
-    assert!(h.reconfigure(0, cfg).is_err(), "invalid limits are refused");
+    assert!(h.reconfigure(FIRST, cfg).is_err(), "invalid limits are refused");
     a.send(b"a2");
     assert_eq!(a.recv().unwrap(), b"a2");
+    reactor.shutdown(DEADLINE);
+}
+
+#[test]
+fn build_errors_are_typed_and_nothing_is_clamped() {
+    use switchboard::reactor::BuildError;
+    let echo = |_| Service::new(FrameCodec::default(), TestService::default());
+    let err = |b: switchboard::reactor::ReactorBuilder| b.build().err().expect("refused");
+    assert!(matches!(err(Reactor::builder().threads(0)), BuildError::Threads { requested: 0, .. }));
+    assert!(matches!(err(Reactor::builder().threads(257)), BuildError::Threads { requested: 257, .. }));
+    assert!(matches!(err(Reactor::builder().mailbox_capacity(0)), BuildError::MailboxCapacity));
+    let bad = ServiceConfig { write_low_watermark: 10, write_high_watermark: 5, ..ServiceConfig::new("bad") };
+    assert!(matches!(
+        err(Reactor::builder().threads(1).service(bad, "127.0.0.1:0", echo)),
+        BuildError::Config { .. }
+    ));
+    // A name that does not resolve is reported, not taken for "no address".
+    let e =
+        err(Reactor::builder().threads(1).service(ServiceConfig::new("dns"), "no-such-host.invalid:1", echo));
+    assert!(matches!(e, BuildError::Resolve { .. }), "{e}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let e = err(Reactor::builder().threads(1).service(ServiceConfig::new("busy"), addr, echo));
+    assert!(matches!(e, BuildError::Listen { addr: Some(a), .. } if a == addr), "{e}");
+    assert_eq!(
+        std::io::Error::from(e).kind(),
+        std::io::ErrorKind::AddrInUse,
+        "the kind survives into io::Error"
+    );
+}
+
+#[test]
+fn a_full_mailbox_refuses_at_once_and_counts_it() {
+    use switchboard::reactor::SendError;
+    let reactor = Reactor::builder()
+        .threads(1)
+        .mailbox_capacity(4)
+        .service(ServiceConfig::new("mb"), "127.0.0.1:0", |_| {
+            Service::new(FrameCodec::default(), TestService::default())
+        })
+        .build()
+        .unwrap();
+    let h = reactor.handle();
+    let mut c = Client::connect(reactor.local_addr(FIRST).unwrap());
+    c.send(b"whoami");
+    let id = ConnId::from_u64(u64::from_be_bytes(c.recv().unwrap().try_into().unwrap()));
+    // Far more than four, faster than a loop drains them: some are refused,
+    // none blocks, and what was accepted arrives in order.
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..10_000u32 {
+        match h.send(id, Bytes::from(i.to_be_bytes().to_vec())) {
+            Ok(()) => accepted.push(i),
+            Err(SendError::Full) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(refused > 0, "a mailbox of 4 took 10,000 messages at once");
+    assert_eq!(h.mailbox_refusals(), refused);
+    for want in accepted {
+        assert_eq!(c.recv().unwrap(), want.to_be_bytes());
+    }
     reactor.shutdown(DEADLINE);
 }

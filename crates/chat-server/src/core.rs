@@ -4,15 +4,14 @@
 //! caller's reactor context. Room logic proper (order, membership, history,
 //! resume) is the I/O-free `room.rs`; this file is the driver around it.
 
-use crate::delivery::{deliver, Delivery, Waker};
+use crate::delivery::{deliver, deliver_all_but, Delivery, Waker};
 use crate::identity::{Identity, Refusal, SecretHash, SessionLimits};
 use crate::login_limit::LoginLimit;
 use crate::protocol::{ErrorCode, Position, PresenceKind, PushRef, RoomInfo, ServerLimits};
-use crate::room::{Door, Event, HistoryPlan, RoomState};
+use crate::room::{Event, HistoryPlan, RoomState};
 use crate::store::{new_epoch, Append, Committed, Entry, FsyncPolicy, LogWriter, RoomLog};
 use bytes::{Bytes, BytesMut};
-use framing::FrameConfig;
-use reactor::{ConnId, Context, ReactorHandle};
+use reactor::{ConnId, Context, ReactorHandle, ServiceId};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -52,15 +51,12 @@ pub struct Settings {
 }
 
 /// How the core is wired to the reactor and the disk.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Wiring {
     /// Event loops of the reactor.
     pub loops: usize,
     /// The service whose `on_loop_notify` delivers room streams.
-    pub service: usize,
-    /// Services whose connections speak the chat over WebSocket (the HTTP
-    /// services): events reach them in WebSocket frames.
-    pub ws_services: Vec<usize>,
+    pub service: ServiceId,
     /// Where sessions are saved across restarts (`None`: in memory only).
     pub sessions_file: Option<PathBuf>,
 }
@@ -161,6 +157,11 @@ pub struct AckTo {
 pub const ACK: u64 = 1 << 63;
 /// Bit set (with [`ACK`]) when the message could not be stored.
 pub const ACK_FAILED: u64 = 1 << 62;
+/// Bit set in a notify token that tells a chat connection it no longer
+/// speaks for its nickname (another connection took its session over, or
+/// the session ended); the low 16 bits are the error code to push before
+/// closing.
+pub const KICK: u64 = 1 << 61;
 
 /// What the writer gets with each append.
 pub struct AppendToken {
@@ -187,12 +188,10 @@ pub struct ChatCore {
     /// Who holds which nickname, on every door.
     identity: Mutex<Identity>,
     logins: Mutex<LoginLimit>,
-    ws_services: Vec<usize>,
     sessions_file: Option<PathBuf>,
     rooms: Mutex<HashMap<Arc<str>, RoomRef>>,
     next_id: Arc<AtomicU64>,
     going_away: Mutex<(String, u32)>,
-    frames: FrameConfig,
     log: Arc<dyn RoomLog>,
     policy: FsyncPolicy,
     writer: OnceLock<LogWriter<AppendToken>>,
@@ -212,7 +211,6 @@ impl ChatCore {
     /// [`ChatCore::attach`] once the reactor is built.
     pub fn new(
         settings: Settings,
-        frames: FrameConfig,
         log: Arc<dyn RoomLog>,
         policy: FsyncPolicy,
         wiring: Wiring,
@@ -233,16 +231,14 @@ impl ChatCore {
             settings: RwLock::new(Arc::new(settings)),
             generation: AtomicU64::new(0),
             identity: Mutex::new(identity),
-            ws_services: wiring.ws_services,
             sessions_file: wiring.sessions_file,
             rooms: Mutex::new(HashMap::new()),
             next_id: Arc::new(AtomicU64::new(log.first_id())),
             going_away: Mutex::new(("server shutting down".to_string(), 0)),
-            frames,
             log,
             policy,
             writer: OnceLock::new(),
-            delivery: Delivery::new(wiring.loops, wiring.service, frames.header_len()),
+            delivery: Delivery::new(wiring.loops, wiring.service),
             counts: Mutex::new(Vec::new()),
         })
     }
@@ -266,6 +262,7 @@ impl ChatCore {
                 Some(core) => {
                     core.push_counts();
                     core.sweep_sessions();
+                    core.delivery.wake_stalled(core.delivery.handle());
                 }
                 None => return,
             }
@@ -352,8 +349,7 @@ impl ChatCore {
         let attached = lock(&self.identity).attach(nick, &secret_hash(credential), cx.id(), now_ms());
         let (nick, displaced) = attached.map_err(|_| ErrorCode::BadToken)?;
         if let Some(old) = displaced {
-            let why = "signed in again from elsewhere";
-            self.kick(&mut Waker::Context(cx), old, ErrorCode::NicknameTaken, why);
+            self.kick(&mut Waker::Context(cx), old, ErrorCode::NicknameTaken);
         }
         Ok(nick)
     }
@@ -447,7 +443,7 @@ impl ChatCore {
         match ended {
             Some((_, conn)) => {
                 if let Some(conn) = conn {
-                    self.kick(&mut Waker::Context(cx), conn, ErrorCode::BadToken, "logged out");
+                    self.kick(&mut Waker::Context(cx), conn, ErrorCode::BadToken);
                 }
                 true
             }
@@ -464,7 +460,7 @@ impl ChatCore {
             for (nick, conn) in ended {
                 log::debug!("session of {nick} expired");
                 if let Some(conn) = conn {
-                    self.kick(&mut Waker::Handle(handle), conn, ErrorCode::BadToken, "session expired");
+                    self.kick(&mut Waker::Handle(handle), conn, ErrorCode::BadToken);
                 }
             }
         }
@@ -486,47 +482,11 @@ impl ChatCore {
         }
     }
 
-    /// True if connection `id` speaks the chat over WebSocket.
-    pub fn is_ws(&self, id: ConnId) -> bool {
-        self.ws_services.contains(&id.service())
-    }
-
-    /// The door connection `id` came through.
-    pub fn door(&self, id: ConnId) -> Door {
-        if self.is_ws(id) {
-            Door::WebSocket
-        } else {
-            Door::Frames
-        }
-    }
-
-    /// A chat frame made fit for connection `id`: as it is, or its payload
-    /// in a WebSocket message.
-    pub fn for_door(&self, id: ConnId, frame: Bytes) -> Bytes {
-        match self.door(id) {
-            Door::Frames => frame,
-            Door::WebSocket => http1::encode_frame(frame.get(self.frames.header_len()..).unwrap_or_default()),
-        }
-    }
-
-    /// Tells connection `id` why with an error push, and closes it.
-    fn kick(&self, waker: &mut Waker<'_, '_>, id: ConnId, code: ErrorCode, why: &str) {
-        let Some(frame) = self.frame(PushRef::Error { code, message: why }) else { return };
-        let mut frame = BytesMut::from(&self.for_door(id, frame)[..]);
-        if self.is_ws(id) {
-            frame.extend_from_slice(&http1::encode_close_frame(http1::close_code::POLICY, why));
-        }
-        let frame = frame.freeze();
-        match waker {
-            Waker::Context(cx) => {
-                cx.send_to(id, frame);
-                cx.close_conn(id);
-            }
-            Waker::Handle(h) => {
-                h.send(id, frame);
-                h.close(id);
-            }
-        }
+    /// Tells connection `id` (on any loop) that it no longer speaks for
+    /// its nickname: its session answers the notify with an error push
+    /// `code` and closes (see [`KICK`]).
+    fn kick(&self, waker: &mut Waker<'_, '_>, id: ConnId, code: ErrorCode) {
+        self.delivery.notify(waker, id, KICK | u64::from(code.as_u16()));
     }
 
     /// A new message id and timestamp.
@@ -611,18 +571,18 @@ impl ChatCore {
                 return Err(ErrorCode::RoomFull);
             }
             // This loop's members get what came before the joiner first.
-            deliver(cx, &mut st, l, self.delivery.header_len());
+            deliver(cx, &mut st, l);
             if st.member_count() < settings.presence_max_members {
                 let push = PushRef::Presence { room: name, nick, kind: PresenceKind::Joined };
-                if let Some(frame) = self.frame(push) {
-                    st.push(Event::new(frame, None));
-                    deliver(cx, &mut st, l, self.delivery.header_len());
+                if let Some(frame) = self.payload(push) {
+                    st.push(Event { payload: frame, skip: None });
+                    deliver(cx, &mut st, l);
                     self.delivery.schedule(&room, &mut st, &mut Waker::Context(cx));
                 }
             } else {
                 self.count_changed(&room, &mut st);
             }
-            st.add_member(cx.id(), nick.clone(), self.door(cx.id()));
+            st.add_member(cx.id(), nick.clone());
             let history =
                 match st.history(resume, settings.limits.history_len as usize, settings.recover_limit) {
                     HistoryPlan::Tail { entries, recovered } => Some((entries, recovered)),
@@ -654,18 +614,24 @@ impl ChatCore {
     }
 
     /// Removes the current connection from a room and tells the others.
-    pub fn leave(&self, cx: &mut Context<'_>, room: &RoomRef) -> Result<(), ErrorCode> {
+    /// Returns the room's events the leaver has yet to get (published while
+    /// it was a member): the caller sends them to it before its reply, since
+    /// sends by id leave after a callback's own replies.
+    pub fn leave(&self, cx: &mut Context<'_>, room: &RoomRef) -> Result<Vec<Bytes>, ErrorCode> {
         let settings = self.settings();
         let l = cx.loop_index();
+        let me = cx.id();
         let mut st = lock(&room.state);
-        // The leaver gets everything published while it was a member.
-        deliver(cx, &mut st, l, self.delivery.header_len());
-        let nick = st.remove_member(cx.id()).ok_or(ErrorCode::NotMember)?;
+        if !st.is_member(me) {
+            return Err(ErrorCode::NotMember);
+        }
+        let mine = deliver_all_but(cx, &mut st, l, me);
+        let nick = st.remove_member(me).ok_or(ErrorCode::NotMember)?;
         if st.member_count() < settings.presence_max_members {
             let push = PushRef::Presence { room: &room.name, nick: &nick, kind: PresenceKind::Left };
-            if let Some(frame) = self.frame(push) {
-                st.push(Event::new(frame, None));
-                deliver(cx, &mut st, l, self.delivery.header_len());
+            if let Some(frame) = self.payload(push) {
+                st.push(Event { payload: frame, skip: None });
+                deliver(cx, &mut st, l);
                 self.delivery.schedule(room, &mut st, &mut Waker::Context(cx));
             }
         } else {
@@ -673,7 +639,7 @@ impl ChatCore {
         }
         drop(st);
         self.release(room);
-        Ok(())
+        Ok(mine)
     }
 
     /// Marks a room's member count for the next count push.
@@ -696,8 +662,8 @@ impl ChatCore {
             }
             st.count_dirty = false;
             let push = PushRef::MemberCount { room: &room.name, members: st.member_count() as u32 };
-            if let Some(frame) = self.frame(push) {
-                st.push(Event::new(frame, None));
+            if let Some(frame) = self.payload(push) {
+                st.push(Event { payload: frame, skip: None });
                 self.delivery.schedule(&room, &mut st, &mut Waker::Handle(handle));
             }
         }
@@ -744,7 +710,7 @@ impl ChatCore {
             return Ok(Posted { id, ts_us, offset, stored: false });
         }
         self.publish(room, &mut st, entry, sender, &settings, &mut Waker::Context(cx));
-        deliver(cx, &mut st, cx.loop_index(), self.delivery.header_len());
+        deliver(cx, &mut st, cx.loop_index());
         Ok(Posted { id, ts_us, offset, stored: true })
     }
 
@@ -767,7 +733,7 @@ impl ChatCore {
             text: &entry.text,
             history: false,
         };
-        let Some(frame) = self.frame(push) else { return };
+        let Some(frame) = self.payload(push) else { return };
         let offset = entry.offset;
         let waiters = st.publish_message(
             entry,
@@ -779,12 +745,7 @@ impl ChatCore {
         st.set_trimmed(offset.saturating_sub(settings.retain_messages));
         self.delivery.schedule(room, st, waker);
         for w in waiters {
-            match waker {
-                Waker::Context(cx) => cx.notify(w, offset),
-                Waker::Handle(h) => {
-                    h.notify(w, offset);
-                }
-            }
+            self.delivery.notify(waker, w, offset);
         }
     }
 
@@ -810,7 +771,7 @@ impl ChatCore {
             }
             if let Some(ack) = token.ack {
                 let failed = if ok { 0 } else { ACK_FAILED };
-                handle.notify(ack.conn, ack.token | ACK | failed);
+                self.delivery.notify(&mut Waker::Handle(handle), ack.conn, ack.token | ACK | failed);
             }
             if !touched.iter().any(|r| Arc::ptr_eq(r, &room)) {
                 touched.push(room);
@@ -909,9 +870,9 @@ impl ChatCore {
     ) -> Result<Posted, ErrorCode> {
         let target = self.user(to).ok_or(ErrorCode::UnknownUser)?;
         let (id, ts_us) = self.stamp();
-        let frame = self.frame(PushRef::Direct { id, ts_us, from, text }).ok_or(ErrorCode::TextTooLong)?;
-        cx.send_to(target, self.for_door(target, frame));
-        cx.count_frames_out(1);
+        let payload =
+            self.payload(PushRef::Direct { id, ts_us, from, text }).ok_or(ErrorCode::TextTooLong)?;
+        cx.send_to(target, payload);
         Ok(Posted { id, ts_us, offset: 0, stored: true })
     }
 
@@ -965,20 +926,17 @@ impl ChatCore {
         lock(&self.rooms).len()
     }
 
-    /// Encodes a push once as a whole frame (the chat service's frame
-    /// format), to share among recipients. `None` if it would not fit the
-    /// frame limit, which callers prevent by checking text lengths first.
-    pub fn frame(&self, push: PushRef<'_>) -> Option<Bytes> {
+    /// Encodes a push once, to share among recipients: each recipient's
+    /// codec frames it (the chat service's frame format on the TCP door).
+    /// `None` if it would not fit the frame limit, which callers prevent by
+    /// checking text lengths first.
+    pub fn payload(&self, push: PushRef<'_>) -> Option<Bytes> {
         let len = push.encoded_len();
         if len > self.max_payload() as usize {
             log::error!("a push of {len} bytes does not fit the frame limit");
             return None;
         }
-        let mut buf = BytesMut::with_capacity(self.frames.header_len() + len);
-        if let Err(e) = self.frames.encode_header(len, &mut buf) {
-            log::error!("cannot frame a push: {e}");
-            return None;
-        }
+        let mut buf = BytesMut::with_capacity(len);
         push.encode(&mut buf);
         Some(buf.freeze())
     }

@@ -13,14 +13,19 @@
 
 use crate::core::{lock, RoomRef};
 use crate::room::RoomState;
-use reactor::{Context, ReactorHandle};
+use reactor::{ConnId, Context, ReactorHandle, ServiceId};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-/// The rooms one loop has to deliver.
+/// What one loop has to do: rooms to deliver, and notifies for its
+/// connections from other threads (acknowledgements of stored messages,
+/// long polls to wake), which go through here rather than one mailbox
+/// message each, so that a loop's mailbox filling up delays them but never
+/// drops them.
 #[derive(Default)]
 struct Inbox {
     rooms: Mutex<Vec<RoomRef>>,
+    notifies: Mutex<Vec<(ConnId, u64)>>,
     /// A `notify_loop` is on its way (or the loop is delivering).
     scheduled: AtomicBool,
 }
@@ -35,12 +40,15 @@ pub enum Waker<'a, 'b> {
 }
 
 impl Waker<'_, '_> {
-    fn wake(&mut self, loop_index: usize, service: usize) {
+    /// Asks loop `loop_index` to deliver; false if the request was refused
+    /// (the loop's mailbox is full: the caller tries again later).
+    fn wake(&mut self, loop_index: usize, service: ServiceId) -> bool {
         match self {
-            Waker::Context(cx) => cx.notify_loop(loop_index, service, 0),
-            Waker::Handle(h) => {
-                h.notify_loop(loop_index, service, 0);
+            Waker::Context(cx) => {
+                cx.notify_loop(loop_index, service, 0);
+                true
             }
+            Waker::Handle(h) => h.notify_loop(loop_index, service, 0).is_ok(),
         }
     }
 
@@ -56,21 +64,17 @@ impl Waker<'_, '_> {
 /// Every loop's inbox, and how to reach the loops.
 pub struct Delivery {
     inboxes: Vec<Inbox>,
-    /// Length prefix of the chat frames events carry.
-    header_len: usize,
     /// The service whose `on_loop_notify` delivers (any chat or HTTP
     /// service of the reactor does).
-    service: usize,
+    service: ServiceId,
     handle: OnceLock<ReactorHandle>,
 }
 
 impl Delivery {
-    /// Inboxes for `loops` loops; `service` is notified. Events carry chat
-    /// frames with a `header_len`-byte length prefix.
-    pub fn new(loops: usize, service: usize, header_len: usize) -> Delivery {
+    /// Inboxes for `loops` loops; `service` is notified.
+    pub fn new(loops: usize, service: ServiceId) -> Delivery {
         Delivery {
             inboxes: (0..loops.max(1)).map(|_| Inbox::default()).collect(),
-            header_len,
             service,
             handle: OnceLock::new(),
         }
@@ -103,8 +107,40 @@ impl Delivery {
                 continue;
             }
             lock(&inbox.rooms).push(room.clone());
-            if !inbox.scheduled.swap(true, Ordering::AcqRel) {
-                waker.wake(l, self.service);
+            if !inbox.scheduled.swap(true, Ordering::AcqRel) && !waker.wake(l, self.service) {
+                // Refused: the next schedule for this loop (or the retry of
+                // `wake_stalled`) wakes it.
+                inbox.scheduled.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    /// Calls `on_notify(token)` for connection `id` on its loop: at once
+    /// from a loop, through the loop's inbox from another thread.
+    pub fn notify(&self, waker: &mut Waker<'_, '_>, id: ConnId, token: u64) {
+        match waker {
+            Waker::Context(cx) => cx.notify(id, token),
+            Waker::Handle(_) => {
+                let l = id.loop_index();
+                let Some(inbox) = self.inboxes.get(l) else { return };
+                lock(&inbox.notifies).push((id, token));
+                if !inbox.scheduled.swap(true, Ordering::AcqRel) && !waker.wake(l, self.service) {
+                    inbox.scheduled.store(false, Ordering::Release);
+                }
+            }
+        }
+    }
+
+    /// Wakes the loops whose inbox holds rooms but whose wake was refused
+    /// (from a thread other than the loops; called periodically).
+    pub fn wake_stalled(&self, handle: &ReactorHandle) {
+        for (l, inbox) in self.inboxes.iter().enumerate() {
+            let waiting = !lock(&inbox.rooms).is_empty() || !lock(&inbox.notifies).is_empty();
+            if waiting
+                && !inbox.scheduled.swap(true, Ordering::AcqRel)
+                && handle.notify_loop(l, self.service, 0).is_err()
+            {
+                inbox.scheduled.store(false, Ordering::Release);
             }
         }
     }
@@ -116,6 +152,10 @@ impl Delivery {
         let Some(inbox) = self.inboxes.get(l) else { return };
         inbox.scheduled.store(false, Ordering::Release);
         let rooms = std::mem::take(&mut *lock(&inbox.rooms));
+        let notifies = std::mem::take(&mut *lock(&inbox.notifies));
+        for (id, token) in notifies {
+            cx.notify(id, token);
+        }
         for room in rooms {
             let mut st = lock(&room.state);
             if let Some(lm) = st.loop_members(l) {
@@ -123,35 +163,39 @@ impl Delivery {
                     st.queue_reset(l);
                 }
             }
-            deliver(cx, &mut st, l, self.header_len);
+            deliver(cx, &mut st, l);
         }
-    }
-
-    /// The length prefix of the chat frames events carry.
-    pub fn header_len(&self) -> usize {
-        self.header_len
     }
 }
 
-/// Sends loop `l`'s members every event from its cursor on (the caller
-/// runs on loop `l`, holding the room's lock), each in its door's framing:
-/// the chat frame as it is, or its payload (after the `header_len`-byte
-/// length prefix) in a WebSocket message. Returns frames sent.
-pub fn deliver(cx: &mut Context<'_>, st: &mut RoomState, l: usize, header_len: usize) -> usize {
-    let mut sent = 0;
+/// Like [`deliver`], but the events for member `me` are returned instead
+/// of sent by id (for a leaver, whose reply must come after them).
+pub fn deliver_all_but(cx: &mut Context<'_>, st: &mut RoomState, l: usize, me: ConnId) -> Vec<bytes::Bytes> {
+    let mut mine = Vec::new();
     {
-        let ws = st.ws_members(l);
         let (ids, events) = st.undelivered(l);
+        let others: Vec<ConnId> = ids.iter().copied().filter(|&id| id != me).collect();
         for ev in events {
-            sent += cx.broadcast_except(ids, &ev.frame, ev.skip);
-            if !ws.is_empty() {
-                sent += cx.broadcast_except(ws, ev.ws_frame(header_len), ev.skip);
+            cx.broadcast_except(&others, &ev.payload, ev.skip);
+            if ev.skip != Some(me) {
+                mine.push(ev.payload.clone());
             }
         }
     }
     st.delivered(l);
-    if sent > 0 {
-        cx.count_frames_out(sent as u64);
+    mine
+}
+
+/// Sends loop `l`'s members every event from its cursor on (the caller
+/// runs on loop `l`, holding the room's lock). Returns frames sent.
+pub fn deliver(cx: &mut Context<'_>, st: &mut RoomState, l: usize) -> usize {
+    let mut sent = 0;
+    {
+        let (ids, events) = st.undelivered(l);
+        for ev in events {
+            sent += cx.broadcast_except(ids, &ev.payload, ev.skip);
+        }
     }
+    st.delivered(l);
     sent
 }

@@ -8,10 +8,10 @@
 //! - [`identity`]: who holds which nickname on every door, and HTTP
 //!   sessions (I/O-free), with [`login_limit`] per client address;
 //! - [`session`]: one connection's protocol state machine, a
-//!   [`reactor::FrameHandler`];
+//!   [`reactor::Handler`] over the [`reactor::FrameCodec`], shared with the
+//!   WebSocket door ([`ws_session`]);
 //! - [`http_api`]: the same chat over HTTP/1.1, on the `http1` adapter,
-//!   with sessions, the chat page and, in [`ws_session`], the chat over
-//!   WebSocket;
+//!   with sessions, the chat page and the chat over WebSocket;
 //! - [`server`]: the reactor with its chat services, and reload;
 //! - [`listeners`] and [`upgrade`]: inherited listening sockets (systemd,
 //!   or a predecessor) and binary upgrade on the fly;

@@ -26,43 +26,17 @@ use crate::store::{Entry, RoomMeta};
 use bytes::Bytes;
 use reactor::ConnId;
 use std::collections::VecDeque;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-/// An event in a room's stream: a frame for every member of the room but
-/// one (the sender of a message gets a `Sent` reply instead; a user never
+/// An event in a room's stream: a payload (each member's codec frames it)
+/// for every member of the room but one (the sender of a message gets a `Sent` reply instead; a user never
 /// hears of its own presence).
 #[derive(Clone, Debug)]
 pub struct Event {
-    /// The encoded frame (length prefix and payload), shared by every
-    /// recipient on the chat protocol's door.
-    pub frame: Bytes,
+    /// The encoded push, shared by every recipient.
+    pub payload: Bytes,
     /// The member that does not receive it.
     pub skip: Option<ConnId>,
-    /// The same payload in a WebSocket frame, made the first time a loop
-    /// delivers the event to WebSocket members (never, in a room without).
-    ws: OnceLock<Bytes>,
-}
-
-impl Event {
-    /// An event carrying `frame`, for every member but `skip`.
-    pub fn new(frame: Bytes, skip: Option<ConnId>) -> Event {
-        Event { frame, skip, ws: OnceLock::new() }
-    }
-
-    /// The event as a WebSocket frame: the payload after the chat frame's
-    /// `header_len`-byte length prefix, in a binary message.
-    pub fn ws_frame(&self, header_len: usize) -> &Bytes {
-        self.ws.get_or_init(|| http1::encode_frame(self.frame.get(header_len..).unwrap_or_default()))
-    }
-}
-
-/// Which door a member came through: it decides how events are framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Door {
-    /// The chat protocol over TCP: length-prefixed frames.
-    Frames,
-    /// The chat protocol over WebSocket: one binary message per payload.
-    WebSocket,
 }
 
 /// The members of a room on one event loop, and how far that loop has
@@ -71,9 +45,6 @@ pub enum Door {
 pub struct LoopMembers {
     ids: Vec<ConnId>,
     nicks: Vec<Arc<str>>,
-    /// Members that came through the WebSocket door.
-    ws: Vec<ConnId>,
-    ws_nicks: Vec<Arc<str>>,
     /// Sequence number of the next event this loop delivers.
     cursor: u64,
     /// The room is queued for this loop's next delivery pass.
@@ -81,18 +52,9 @@ pub struct LoopMembers {
 }
 
 impl LoopMembers {
-    /// Member connection ids on this loop (chat protocol door).
+    /// Member connection ids on this loop.
     pub fn ids(&self) -> &[ConnId] {
         &self.ids
-    }
-
-    /// Member connection ids on this loop (WebSocket door).
-    pub fn ws_ids(&self) -> &[ConnId] {
-        &self.ws
-    }
-
-    fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.ws.is_empty()
     }
 }
 
@@ -224,7 +186,7 @@ impl RoomState {
     /// Loops that have members, with whether the room is already queued
     /// for them.
     pub fn loops_with_members(&self) -> impl Iterator<Item = usize> + '_ {
-        self.loops.iter().enumerate().filter(|(_, l)| !l.is_empty()).map(|(i, _)| i)
+        self.loops.iter().enumerate().filter(|(_, l)| !l.ids.is_empty()).map(|(i, _)| i)
     }
 
     /// Marks the room queued for loop `l`; false if it already was.
@@ -247,12 +209,12 @@ impl RoomState {
 
     /// Every member's nickname.
     pub fn nicks(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.loops.iter().flat_map(|l| l.nicks.iter().chain(l.ws_nicks.iter()))
+        self.loops.iter().flat_map(|l| l.nicks.iter())
     }
 
     /// True if connection `id` is a member.
     pub fn is_member(&self, id: ConnId) -> bool {
-        self.loops.get(id.loop_index()).is_some_and(|l| l.ids.contains(&id) || l.ws.contains(&id))
+        self.loops.get(id.loop_index()).is_some_and(|l| l.ids.contains(&id))
     }
 
     /// Nothing keeps the room in memory: no member, no waiter, nothing
@@ -296,7 +258,7 @@ impl RoomState {
     pub fn publish_message(
         &mut self,
         entry: Arc<Entry>,
-        frame: Bytes,
+        payload: Bytes,
         sender: Option<ConnId>,
         tail_len: usize,
         tail_max_bytes: usize,
@@ -309,7 +271,7 @@ impl RoomState {
                 self.tail_bytes -= old.heap_size();
             }
         }
-        self.push(Event::new(frame, sender));
+        self.push(Event { payload, skip: sender });
         std::mem::take(&mut self.waiters)
     }
 
@@ -331,25 +293,18 @@ impl RoomState {
     fn sync_cursors(&mut self) {
         let head = self.head();
         for l in &mut self.loops {
-            if l.is_empty() {
+            if l.ids.is_empty() {
                 l.cursor = head;
             }
         }
     }
 
-    /// What loop `l` has to deliver: its members (chat protocol door) and
-    /// the events from its cursor on; [`RoomState::ws_members`] are the
-    /// same loop's WebSocket members. Call [`RoomState::delivered`] after
-    /// sending them.
+    /// What loop `l` has to deliver: its members and the events from its
+    /// cursor on. Call [`RoomState::delivered`] after sending them.
     pub fn undelivered(&self, l: usize) -> (&[ConnId], impl Iterator<Item = &Event>) {
         let Some(lm) = self.loops.get(l) else { return (&[][..], self.events.range(0..0)) };
         let from = (lm.cursor.saturating_sub(self.base) as usize).min(self.events.len());
         (&lm.ids[..], self.events.range(from..))
-    }
-
-    /// Loop `l`'s members that came through the WebSocket door.
-    pub fn ws_members(&self, l: usize) -> &[ConnId] {
-        self.loops.get(l).map_or(&[][..], |lm| &lm.ws[..])
     }
 
     /// Loop `l` delivered everything up to the head; events every loop has
@@ -359,7 +314,7 @@ impl RoomState {
         if let Some(lm) = self.loops.get_mut(l) {
             lm.cursor = head;
         }
-        let min = self.loops.iter().filter(|l| !l.is_empty()).map(|l| l.cursor).min().unwrap_or(head);
+        let min = self.loops.iter().filter(|l| !l.ids.is_empty()).map(|l| l.cursor).min().unwrap_or(head);
         while self.base < min {
             self.events.pop_front();
             self.base += 1;
@@ -369,26 +324,18 @@ impl RoomState {
     /// Adds a member on its loop. The loop must have delivered everything
     /// first ([`RoomState::undelivered`] empty), so that the member gets
     /// exactly the events published from now on.
-    pub fn add_member(&mut self, id: ConnId, nick: Arc<str>, door: Door) {
+    pub fn add_member(&mut self, id: ConnId, nick: Arc<str>) {
         let head = self.head();
         let l = id.loop_index();
         if self.loops.len() <= l {
             self.loops.resize_with(l + 1, LoopMembers::default);
         }
         let lm = &mut self.loops[l];
-        if lm.is_empty() {
+        if lm.ids.is_empty() {
             lm.cursor = head;
         }
-        match door {
-            Door::Frames => {
-                lm.ids.push(id);
-                lm.nicks.push(nick);
-            }
-            Door::WebSocket => {
-                lm.ws.push(id);
-                lm.ws_nicks.push(nick);
-            }
-        }
+        lm.ids.push(id);
+        lm.nicks.push(nick);
         self.members += 1;
     }
 
@@ -396,14 +343,9 @@ impl RoomState {
     /// Returns its nickname, or `None` if it was not a member.
     pub fn remove_member(&mut self, id: ConnId) -> Option<Arc<str>> {
         let lm = self.loops.get_mut(id.loop_index())?;
-        let nick = if let Some(i) = lm.ids.iter().position(|&m| m == id) {
-            lm.ids.swap_remove(i);
-            lm.nicks.swap_remove(i)
-        } else {
-            let i = lm.ws.iter().position(|&m| m == id)?;
-            lm.ws.swap_remove(i);
-            lm.ws_nicks.swap_remove(i)
-        };
+        let i = lm.ids.iter().position(|&m| m == id)?;
+        lm.ids.swap_remove(i);
+        let nick = lm.nicks.swap_remove(i);
         self.members -= 1;
         if self.members == 0 {
             // Nobody left to deliver to: drop the stream.
@@ -486,7 +428,7 @@ impl RoomState {
 
     /// Bytes the room holds for its tail and stream (for bounds, metrics).
     pub fn memory(&self) -> usize {
-        self.tail_bytes + self.events.iter().map(|e| e.frame.len()).sum::<usize>()
+        self.tail_bytes + self.events.iter().map(|e| e.payload.len()).sum::<usize>()
     }
 }
 

@@ -12,7 +12,7 @@ use crate::store::{FsyncPolicy, MemoryLog, OpenError, RedbLog, RoomLog};
 use bytes::{BufMut, Bytes, BytesMut};
 use framing::FrameConfig;
 use http1::{HttpConfig, HttpService};
-use reactor::{Framed, Reactor, ReactorHandle, ServiceConfig, SlowConsumerPolicy};
+use reactor::{FrameCodec, Reactor, ReactorHandle, Service, ServiceConfig, ServiceId, SlowConsumerPolicy};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -231,18 +231,18 @@ impl ChatServer {
     ) -> io::Result<ChatServer> {
         let frames = frame_config(&config);
         let loops = loop_count(&config);
-        // Service 0 (the first listener) delivers room streams; HTTP
-        // services carry the chat over WebSocket.
+        // Service 0 (the first listener) delivers room streams; every
+        // connection's codec frames what it is sent (a length prefix on the
+        // TCP door, a WebSocket message on an upgraded HTTP connection).
         let wiring = Wiring {
             loops,
-            service: 0,
-            ws_services: (0..listeners.len()).filter(|&i| listeners[i].kind == ServiceKind::Http).collect(),
+            service: ServiceId::from_index(0),
             sessions_file: match config.store.data_dir() {
                 DataDir::Memory => None,
                 DataDir::Path(dir) => Some(dir.join(crate::sessions_file::FILE_NAME)),
             },
         };
-        let core = ChatCore::new(settings(&config), frames, log, fsync_policy(&config), wiring);
+        let core = ChatCore::new(settings(&config), log, fsync_policy(&config), wiring);
         let mut builder = Reactor::builder().threads(loops);
         let http = http_config(&config);
         http.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("http: {e}")))?;
@@ -254,7 +254,7 @@ impl ChatServer {
             builder = match bound.kind {
                 ServiceKind::Chat => {
                     builder.service_on(service_config(&config, &name), listener, move |_| {
-                        Framed::new(frames, ChatService::new(core.clone()))
+                        Service::new(FrameCodec::new(frames), ChatService::new(core.clone()))
                     })
                 }
                 ServiceKind::Http => {
@@ -338,7 +338,7 @@ impl ChatServer {
                 ServiceKind::Chat => service_config(&new, &name),
                 ServiceKind::Http => http_service_config(&new, &name),
             };
-            handle.reconfigure(i, service)?;
+            handle.reconfigure(ServiceId::from_index(i), service).map_err(|e| e.to_string())?;
         }
         self.core.reload(settings(&new));
         let (listen, http, threads) =

@@ -7,14 +7,14 @@
 //! than `Say` wait (so that, say, a join's history is never split by a
 //! late reply). The queue is bounded per connection.
 
-use crate::core::{AckTo, ChatCore, RoomRef, Settings, ACK, ACK_FAILED};
+use crate::core::{AckTo, ChatCore, RoomRef, Settings, ACK, ACK_FAILED, KICK};
 use crate::protocol::{
     ClientFrame, ClientFrameRef, DecodeErrorKind, ErrorCode, OkBody, Push, PushRef, RequestRef, ServerFrame,
     PROTOCOL_VERSION,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use framing::FrameError;
-use reactor::{CloseReason, Context, FrameHandler, FramedContext};
+use reactor::{CloseReason, Context, Frame, FrameCodec, FrameDecodeError, FramedContext, Handler};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::DerefMut;
@@ -318,7 +318,11 @@ impl ChatService {
     ) -> Result<OkBody, (ErrorCode, String)> {
         let Some(i) = s.rooms.iter().position(|m| &*m.name == room) else { return Err(self.not_in(room)) };
         let m = s.rooms.swap_remove(i);
-        self.core.leave(cx, &m.room).map_err(|c| (c, format!("cannot leave {room}")))?;
+        // The room's events the leaver has yet to get go before the reply.
+        let missed = self.core.leave(cx, &m.room).map_err(|c| (c, format!("cannot leave {room}")))?;
+        for payload in missed {
+            cx.send_payload(|buf| buf.extend_from_slice(&payload));
+        }
         Ok(OkBody::Empty)
     }
 
@@ -461,11 +465,18 @@ fn error_push<'a>(cx: &mut impl Door<'a>, code: ErrorCode, message: &str) {
 }
 
 /// What a door does that the protocol needs: send one payload in its own
-/// framing (a length-prefixed frame, a WebSocket message). Everything else
-/// is the reactor [`Context`] it derefs to.
+/// framing (a length-prefixed frame, a WebSocket message), and close in
+/// its own words. Everything else is the reactor [`Context`] it derefs to.
 pub trait Door<'a>: DerefMut<Target = Context<'a>> {
     /// Sends one payload that `fill` writes into the output buffer.
     fn send_payload(&mut self, fill: impl FnOnce(&mut BytesMut));
+
+    /// Closes the connection once what is queued is written (a WebSocket
+    /// says `why` in its close frame).
+    fn close_door(&mut self, why: &str) {
+        let _ = why;
+        self.close();
+    }
 }
 
 impl<'a> Door<'a> for FramedContext<'_, 'a> {
@@ -567,11 +578,20 @@ impl ChatService {
         true
     }
 
-    /// A notify for the connection: the log's answer about a message.
+    /// A notify for the connection: the log's answer about a message, or
+    /// the end of its hold on its nickname ([`KICK`]).
     pub(crate) fn notified<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, token: u64) {
         if token & ACK != 0 {
             let seq = token & !(ACK | ACK_FAILED);
             self.stored(cx, s, seq, token & ACK_FAILED == 0);
+        } else if token & KICK != 0 {
+            let code = ErrorCode::from_u16(token as u16).unwrap_or(ErrorCode::BadToken);
+            let why = match code {
+                ErrorCode::NicknameTaken => "signed in again from elsewhere",
+                _ => "the session ended (logged out or expired)",
+            };
+            error_push(cx, code, why);
+            cx.close_door(why);
         }
     }
 
@@ -594,27 +614,33 @@ impl ChatService {
     }
 }
 
-impl FrameHandler for ChatService {
+impl Handler for ChatService {
+    type Codec = FrameCodec;
     type Conn = Session;
 
     fn on_open(&mut self, cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) -> Session {
         self.open(cx, None)
     }
 
-    fn on_frame(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: Bytes) {
-        self.payload(cx, s, &frame);
+    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: Frame<'_>) {
+        self.payload(cx, s, frame.payload());
     }
 
-    fn on_frame_error(&mut self, cx: &mut FramedContext<'_, '_>, _s: &mut Session, error: &FrameError) {
-        let code = match error {
+    fn on_decode_error(
+        &mut self,
+        cx: &mut FramedContext<'_, '_>,
+        _s: &mut Session,
+        error: &FrameDecodeError,
+    ) {
+        let code = match error.error {
             FrameError::TooLong { .. } => ErrorCode::FrameTooLarge,
             _ => ErrorCode::Malformed,
         };
         error_push(cx, code, &error.to_string());
     }
 
-    fn max_frame_length(&self) -> Option<usize> {
-        Some(self.core.max_payload() as usize)
+    fn tune_codec(&mut self, codec: &mut FrameCodec) {
+        codec.set_max_frame_length(self.core.max_payload() as usize);
     }
 
     fn on_timer(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, token: u64) {
@@ -625,7 +651,7 @@ impl FrameHandler for ChatService {
         self.notified(cx, s, token);
     }
 
-    fn on_loop_notify(&mut self, cx: &mut FramedContext<'_, '_>, _token: u64) {
+    fn on_loop_notify(&mut self, cx: &mut Context<'_>, _token: u64) {
         self.core.deliver_queued(cx);
     }
 
@@ -633,7 +659,7 @@ impl FrameHandler for ChatService {
         self.going_away(cx);
     }
 
-    fn on_close(&mut self, cx: &mut FramedContext<'_, '_>, s: Session, reason: &CloseReason) {
+    fn on_close(&mut self, cx: &mut Context<'_>, s: Session, reason: &CloseReason) {
         self.closed(cx, s, reason);
     }
 }

@@ -10,9 +10,13 @@ use http1::{close_code, WebSocketHandler, WsContext, WsMessage};
 use reactor::{CloseReason, Context};
 use std::sync::Arc;
 
-impl<'a> Door<'a> for WsContext<'_, 'a> {
+impl<'a> Door<'a> for WsContext<'_, '_, 'a> {
     fn send_payload(&mut self, fill: impl FnOnce(&mut BytesMut)) {
         self.send_binary_with(fill);
+    }
+
+    fn close_door(&mut self, why: &str) {
+        self.close(close_code::POLICY, why);
     }
 }
 
@@ -35,11 +39,11 @@ impl ChatSocket {
 }
 
 impl WebSocketHandler for ChatSocket {
-    fn on_open(&mut self, cx: &mut WsContext<'_, '_>) {
+    fn on_open(&mut self, cx: &mut WsContext<'_, '_, '_>) {
         self.session = Some(self.service.open(cx, self.preauth.take()));
     }
 
-    fn on_message(&mut self, cx: &mut WsContext<'_, '_>, msg: WsMessage<'_>) {
+    fn on_message(&mut self, cx: &mut WsContext<'_, '_, '_>, msg: WsMessage<'_>) {
         let Some(s) = self.session.as_mut() else { return };
         match msg {
             WsMessage::Binary(payload) => self.service.payload(cx, s, payload),
@@ -49,7 +53,7 @@ impl WebSocketHandler for ChatSocket {
         }
     }
 
-    fn on_timer(&mut self, cx: &mut WsContext<'_, '_>, token: u64) {
+    fn on_timer(&mut self, cx: &mut WsContext<'_, '_, '_>, token: u64) {
         if let Some(s) = self.session.as_mut() {
             if !self.service.heartbeat(cx, s, token) {
                 cx.close(close_code::GOING_AWAY, "idle timeout");
@@ -57,13 +61,13 @@ impl WebSocketHandler for ChatSocket {
         }
     }
 
-    fn on_notify(&mut self, cx: &mut WsContext<'_, '_>, token: u64) {
+    fn on_notify(&mut self, cx: &mut WsContext<'_, '_, '_>, token: u64) {
         if let Some(s) = self.session.as_mut() {
             self.service.notified(cx, s, token);
         }
     }
 
-    fn on_shutdown(&mut self, cx: &mut WsContext<'_, '_>) {
+    fn on_shutdown(&mut self, cx: &mut WsContext<'_, '_, '_>) {
         self.service.going_away(cx);
     }
 

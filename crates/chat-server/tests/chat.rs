@@ -205,7 +205,7 @@ fn bad_and_oversized_frames() {
     bystander.ping().expect("others unaffected");
     drop((d, e));
     let end = Instant::now() + TIMEOUT;
-    while server.handle().stats(0).unwrap().protocol_errors < 2 {
+    while server.handle().stats(reactor::ServiceId::from_index(0)).unwrap().protocol_errors < 2 {
         assert!(Instant::now() < end, "both protocol errors counted");
         thread::sleep(Duration::from_millis(10));
     }
@@ -362,7 +362,7 @@ fn graceful_shutdown_sends_going_away_then_closes() {
         assert!(matches!(c.next_event(), Err(ClientError::Closed)));
     }
     stopper.join().unwrap();
-    assert_eq!(handle.stats(0).unwrap().open, 0);
+    assert_eq!(handle.stats(reactor::ServiceId::from_index(0)).unwrap().open, 0);
 }
 
 #[test]

@@ -94,15 +94,18 @@ fn script_mode_prints_one_stable_line_per_event() {
     assert_eq!(who, expected);
 
     // What the others received, as the same format describes it.
-    let mut texts = Vec::new();
-    while texts.len() < 3 {
+    // (A room's messages keep their order; a direct message has no order
+    // with them, PROTOCOL.md §9.4.)
+    let (mut room, mut direct) = (Vec::new(), Vec::new());
+    while room.len() + direct.len() < 3 {
         match watcher.next_event().unwrap() {
-            ServerFrame::Push(Push::Message { text, from, .. }) if from == "bot" => texts.push(text),
-            ServerFrame::Push(Push::Direct { text, .. }) => texts.push(text),
+            ServerFrame::Push(Push::Message { text, from, .. }) if from == "bot" => room.push(text),
+            ServerFrame::Push(Push::Direct { text, .. }) => direct.push(text),
             _ => {}
         }
     }
-    assert_eq!(texts, ["hello\\there", "/slash", "psst"]);
+    assert_eq!(room, ["hello\\there", "/slash"]);
+    assert_eq!(direct, ["psst"]);
 
     // History comes as `history` lines after the join, text escaped.
     watcher.say("r", "two\nlines\u{1b}").unwrap();

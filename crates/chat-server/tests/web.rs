@@ -414,7 +414,7 @@ fn a_websocket_member_that_never_reads_is_closed_as_a_slow_consumer() {
     assert!(is_ok(&lazy.login("lazy", None)));
     assert!(is_ok(&lazy.call(Request::Join { room: "busy".into(), resume: None })));
     let text = "x".repeat(1000);
-    let http = s.server.handle().service_index("http").unwrap();
+    let http = s.server.handle().service_id("http").unwrap();
     let deadline = Instant::now() + TIMEOUT;
     while s.server.handle().stats(http).unwrap().slow_consumers == 0 {
         assert!(Instant::now() < deadline, "the lazy member was never closed");

@@ -34,7 +34,7 @@ fn websockets_client_finds_no_conformance_failure_and_nothing_leaks() {
     assert!(text.contains(" passed, 0 failed"), "{text}");
     // Nothing leaks: every connection closed, every nickname free.
     let handle = server.handle();
-    let service = handle.service_index("http").unwrap();
+    let service = handle.service_id("http").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let open = handle.stats(service).unwrap().open;

@@ -68,31 +68,37 @@ impl FrameConfig {
 
     /// Largest body (bytes after the length field) the decoder accepts and the largest payload
     /// the encoder writes. Already clipped to what the length field can express.
+    #[inline]
     pub fn max_frame_length(&self) -> usize {
         self.max_frame_length
     }
 
     /// Width of the length field in bytes: 1, 2, 3, 4 or 8.
+    #[inline]
     pub fn length_field_length(&self) -> usize {
         usize::from(self.length_field_length)
     }
 
-    /// Bytes before the length field (decode only: the encoder does not write them).
+    /// Bytes before the length field (the encoder takes them from the front of each message).
+    #[inline]
     pub fn length_field_offset(&self) -> usize {
         self.length_field_offset
     }
 
     /// Added to the length field's value to get the body length (subtracted by the encoder).
+    #[inline]
     pub fn length_adjustment(&self) -> isize {
         self.length_adjustment
     }
 
     /// Bytes removed from the front of each decoded frame (Netty's `initialBytesToStrip`).
+    #[inline]
     pub fn strip(&self) -> usize {
         self.strip
     }
 
     /// Byte order of the length field; never [`Endian::Native`].
+    #[inline]
     pub fn endian(&self) -> Endian {
         self.endian
     }
@@ -103,14 +109,16 @@ impl FrameConfig {
         self.fail_fast
     }
 
-    /// Bytes the encoder writes before each payload: the length field only, as tokio-util does
-    /// (no offset bytes are invented).
+    /// Bytes the encoder adds to each message: the length field (the bytes before it are part of
+    /// the message; see [`encode`](FrameConfig::encode)).
+    #[inline]
     pub fn header_len(&self) -> usize {
         self.length_field_length()
     }
 
     /// `length_field_offset + length_field_length`: bytes the decoder needs before it knows a
     /// frame's length.
+    #[inline]
     pub fn length_field_end(&self) -> usize {
         // Cannot overflow: build() rejects offsets for which it would.
         self.length_field_offset + self.length_field_length()
@@ -215,8 +223,8 @@ impl FrameConfigBuilder {
         self
     }
 
-    /// Bytes before the length field (default 0). Decode only: the encoder writes the length
-    /// field alone, so a protocol with a leading header writes that header itself.
+    /// Bytes before the length field (default 0). The encoder takes them from the front of each
+    /// message and refuses a message too short to hold them.
     #[must_use]
     pub fn length_field_offset(mut self, offset: usize) -> Self {
         self.length_field_offset = offset;

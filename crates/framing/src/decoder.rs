@@ -218,7 +218,24 @@ impl FrameDecoder {
     }
 }
 
+impl FrameConfig {
+    /// The length of the whole frame at the front of `buf` (its head included), read from its
+    /// head alone: `Ok(None)` until the length field is complete, whether or not the rest has
+    /// arrived. A frame over the maximum is [`FrameError::TooLong`] at once, an impossible head
+    /// [`FrameError::Corrupt`]. Stateless, for callers that keep where they are in the stream
+    /// themselves (the reactor's frame codec); [`FrameDecoder`] is the stateful way.
+    #[inline]
+    pub fn frame_len(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
+        match read_head(self, buf)? {
+            None => Ok(None),
+            Some(Head::Frame(len)) => Ok(Some(len)),
+            Some(Head::TooLong { len, .. }) => Err(FrameError::TooLong { len, max: self.max_frame_length }),
+        }
+    }
+}
+
 /// Reads the head at the front of `buf`. `Ok(None)` until the length field is complete.
+#[inline]
 fn read_head(config: &FrameConfig, buf: &[u8]) -> Result<Option<Head>, FrameError> {
     let end = config.length_field_end();
     let Some(field) = buf.get(config.length_field_offset..end) else {
@@ -250,6 +267,7 @@ fn read_head(config: &FrameConfig, buf: &[u8]) -> Result<Option<Head>, FrameErro
 }
 
 /// The unsigned integer in `field` (1 to 8 bytes, as the config guarantees).
+#[inline]
 fn read_uint(field: &[u8], endian: Endian) -> u64 {
     let mut word = [0u8; 8];
     let width = field.len().min(8);

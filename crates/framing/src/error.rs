@@ -26,6 +26,14 @@ pub enum FrameError {
         /// Bytes left in the buffer, belonging to the unfinished frame.
         buffered: usize,
     },
+    /// Encoding: the message does not hold the bytes that go before the length field (the
+    /// layout has `length_field_offset` > 0), so it cannot be a frame the decoder reads back.
+    Prefix {
+        /// `length_field_offset`: the bytes needed before the length field.
+        expected: usize,
+        /// The bytes given for them.
+        len: usize,
+    },
 }
 
 impl fmt::Display for FrameError {
@@ -37,6 +45,9 @@ impl fmt::Display for FrameError {
             FrameError::Corrupt { reason } => write!(f, "corrupt frame: {reason}"),
             FrameError::Incomplete { buffered } => {
                 write!(f, "stream ended inside a frame with {buffered} bytes of it buffered")
+            }
+            FrameError::Prefix { expected, len } => {
+                write!(f, "a frame needs the {expected} bytes that go before its length field; {len} given")
             }
         }
     }

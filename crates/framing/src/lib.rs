@@ -23,8 +23,11 @@
 //!   maximum is an error as soon as the head is read; the decoder never reserves buffer space, so
 //!   a peer announcing 4 GiB costs nothing. Such a frame is dropped as it arrives (Netty's discard
 //!   mode) and reported at once (`fail_fast(true)`, the default) or once dropped.
-//! - **The encoder writes the length field only**, with the adjustment applied in reverse, as
-//!   tokio-util does. With offset 0 and the default strip, decoding returns the encoded payloads.
+//! - **The encoder writes whole frames**: given a message (the frame without its length field:
+//!   the `length_field_offset` bytes before the field, then the body) it puts the length field
+//!   where the decoder reads it, with the adjustment applied in reverse, and refuses a message too
+//!   short to hold the bytes before the field. With offset 0 (tokio-util's only layout for
+//!   encoding) the message is the body, and with the default strip decoding returns it.
 //! - **No panics on peer input.** Lengths that are negative or overflow after adjustment, or a
 //!   strip longer than the frame, are [`FrameError::Corrupt`]; the end of the stream inside a
 //!   frame is [`FrameError::Incomplete`].

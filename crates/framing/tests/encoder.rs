@@ -87,3 +87,64 @@ fn encode_batch_over_many_chunks_decodes_back() {
     }
     assert_eq!(dec.decode_eof(&mut dst), Ok(None));
 }
+
+/// A layout with a header before the length (LOCO-style: a 22-byte header, the 4-byte
+/// little-endian body length at offset 18): the encoder writes the whole header from the
+/// message, refuses a message that cannot hold it, and the decoder reads back what was written.
+#[test]
+fn header_before_the_length_is_written_whole_or_refused() {
+    let config = FrameConfig::builder()
+        .length_field_offset(18)
+        .length_field_length(4)
+        .little_endian()
+        .strip(0)
+        .build()
+        .unwrap();
+    let prefix: Vec<u8> = (1..=18).collect();
+    let mut message = prefix.clone();
+    message.extend_from_slice(b"body");
+    let mut wire = BytesMut::new();
+    config.encode(&message, &mut wire).unwrap();
+    assert_eq!(&wire[..18], &prefix[..]);
+    assert_eq!(&wire[18..22], &4u32.to_le_bytes());
+    assert_eq!(&wire[22..], b"body");
+
+    let mut parts = BytesMut::new();
+    config.encode_parts(&prefix, b"body", &mut parts).unwrap();
+    assert_eq!(parts, wire);
+    let mut filled = BytesMut::from(&b"xx"[..]);
+    config.encode_with(&mut filled, |b| b.extend_from_slice(&message)).unwrap();
+    assert_eq!(&filled[2..], &wire[..]);
+
+    let mut decoder = FrameDecoder::new(config);
+    let frame = decoder.decode(&mut wire).unwrap().unwrap();
+    assert_eq!(&frame[..18], &prefix[..]);
+    assert_eq!(&frame[22..], b"body");
+
+    let mut untouched = BytesMut::from(&b"keep"[..]);
+    assert_eq!(config.encode(&[0u8; 17], &mut untouched), Err(FrameError::Prefix { expected: 18, len: 17 }));
+    assert_eq!(
+        config.encode_parts(&[0u8; 3], b"body", &mut untouched),
+        Err(FrameError::Prefix { expected: 18, len: 3 })
+    );
+    assert_eq!(
+        config.encode_with(&mut untouched, |b| b.extend_from_slice(&[1; 5])),
+        Err(FrameError::Prefix { expected: 18, len: 5 })
+    );
+    assert_eq!(config.encode_header(4, &mut untouched), Err(FrameError::Prefix { expected: 18, len: 0 }));
+    assert_eq!(&untouched[..], b"keep", "nothing written on a refusal");
+}
+
+#[test]
+fn encode_with_writes_the_field_in_place() {
+    let config = FrameConfig::builder().length_field_length(2).build().unwrap();
+    let mut dst = BytesMut::new();
+    config.encode_with(&mut dst, |b| b.extend_from_slice(b"abc")).unwrap();
+    assert_eq!(&dst[..], &[0, 3, b'a', b'b', b'c']);
+    let small = FrameConfig::builder().length_field_length(1).build().unwrap();
+    assert!(matches!(
+        small.encode_with(&mut dst, |b| b.extend_from_slice(&[0; 300])),
+        Err(FrameError::TooLong { .. })
+    ));
+    assert_eq!(dst.len(), 5, "cut back on error");
+}

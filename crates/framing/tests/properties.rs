@@ -76,6 +76,7 @@ impl From<FrameError> for Event {
             FrameError::TooLong { len, max } => Event::TooLong { len, max },
             FrameError::Corrupt { .. } => Event::Corrupt,
             FrameError::Incomplete { buffered } => Event::Incomplete(buffered),
+            FrameError::Prefix { .. } => unreachable!("decoding never reports an encoder error"),
         }
     }
 }

@@ -157,12 +157,25 @@ pub trait HttpHandler: Send + 'static {
 
 /// A handler's view of the connection and its loop: derefs to the reactor's
 /// [`Context`] for the connection id (to be notified later), the loop's
-/// clock, a [`ReactorHandle`](reactor::ReactorHandle), and sends to other
-/// connections (say, raw-TCP chat clients on the same reactor).
+/// clock, timers, a [`ReactorHandle`](reactor::ReactorHandle), and messages
+/// to other connections by id (say, raw-TCP chat clients on the same
+/// reactor, each framed by its own codec).
 ///
-/// Answer through the return values: bytes written to the current
-/// connection directly (`write`, `send`) would land in the middle of the
-/// HTTP stream.
+/// A handler answers through its return values only: it cannot write bytes
+/// into its own connection, where they would land in the middle of the HTTP
+/// stream.
+///
+/// ```compile_fail
+/// fn corrupt(cx: &mut http1::HttpContext<'_, '_>) {
+///     cx.write(b"HTTP/1.1 200 OK\r\n\r\n"); // no such method
+/// }
+/// ```
+///
+/// ```compile_fail
+/// fn corrupt(cx: &mut http1::HttpContext<'_, '_>) {
+///     cx.send(bytes::Bytes::from_static(b"junk")); // nor this: messages go by id, through codecs
+/// }
+/// ```
 pub struct HttpContext<'c, 'a> {
     cx: &'c mut Context<'a>,
 }

@@ -26,8 +26,9 @@
 //!   and limits, frames handed to a [`WebSocketHandler`].
 //!
 //! The I/O-free core (head parsing, body framing, chunked decoding, response
-//! encoding) lives apart from [`HttpService`], the reactor
-//! [`Handler`](reactor::Handler) on top of it.
+//! encoding) is [`HttpCodec`], a reactor [`Codec`](reactor::Codec); on top
+//! of it [`HttpService`], a reactor [`Handler`](reactor::Handler), pairs
+//! requests with responses (in order, now or later) and keeps the deadlines.
 //!
 //! # Example
 //!
@@ -54,7 +55,7 @@
 //!     .service(ServiceConfig::new("http"), "127.0.0.1:0", |_| HttpService::new(HttpConfig::default(), Hello))
 //!     .build()
 //!     .expect("bind");
-//! let addr = reactor.local_addr(0).unwrap();
+//! let addr = reactor.local_addr(reactor::ServiceId::from_index(0)).unwrap();
 //!
 //! let mut client = std::net::TcpStream::connect(addr).unwrap();
 //! client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
@@ -68,6 +69,7 @@
 #![deny(missing_docs)]
 
 mod chunked;
+mod codec;
 mod config;
 mod date;
 mod decoder;
@@ -80,14 +82,13 @@ mod response;
 mod service;
 mod websocket;
 
+pub use crate::codec::{Continue, HttpCodec, HttpStream, Incoming, Reply};
 pub use crate::config::{HttpConfig, MAX_HEADERS_LIMIT, MAX_HEAD_SIZE_LIMIT};
 pub use crate::handler::{HttpContext, HttpHandler, Outcome, Upgrade, Wake};
 pub use crate::request::{Fields, Method, Request, Version};
 pub use crate::response::Response;
 pub use crate::service::{HttpConn, HttpService};
-pub use crate::websocket::{
-    close_code, encode_close_frame, encode_frame, WebSocketHandler, WsContext, WsMessage,
-};
+pub use crate::websocket::{close_code, WebSocketHandler, WsContext, WsMessage};
 
 /// The I/O-free request decoder, exported for the fuzz targets and for
 /// tests: not a stable API.

@@ -2,19 +2,20 @@
 //! input, calls the handler in request order, writes responses and keeps the
 //! connection's deadlines with reactor timers.
 
+use crate::codec::{Arrived, Continue, HttpCodec, Incoming, Reply, Switch, WsClose, WsPending};
 use crate::config::HttpConfig;
-use crate::date::DateCache;
-use crate::decoder::Decoder;
 use crate::handler::{HttpContext, HttpHandler, Outcome, Wake};
 use crate::parse::{reject, Reject};
 use crate::request::{Method, Request, Version};
-use crate::response::{encode, Persistence, Response, CONTINUE};
-use crate::websocket::{close_code, handshake, WsConn};
-use bytes::BytesMut;
-use reactor::{CloseReason, Context, Handler};
+use crate::response::{Persistence, Response};
+use crate::websocket::{close_code, WebSocketHandler, WsContext, WsEvent, WsMessage, WsStream};
+use reactor::{CloseReason, ConnContext, Context, Handler, IntoService, Plain, Service};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
+
+/// The context of an HTTP connection, as the adapter sees it.
+type Cx<'c, 'a> = ConnContext<'c, 'a, HttpCodec>;
 
 /// Timer tokens with this bit are the adapter's; others are the handler's.
 const INTERNAL: u64 = 1 << 63;
@@ -55,25 +56,43 @@ struct Waiting<P> {
     queue: VecDeque<Queued>,
 }
 
-/// Per-connection state of an [`HttpService`]. Between requests it holds
-/// no heap memory: a request being read or waited on is boxed.
+/// Per-connection state of an [`HttpService`] (the request stream's is the
+/// codec's). Between requests it holds no heap memory: a request waited on
+/// is boxed.
 pub struct HttpConn<P> {
-    decoder: Decoder,
     waiting: Option<Box<Waiting<P>>>,
     /// When the connection gives up on its client, and why.
-    deadline: Option<(Instant, Phase)>,
+    /// (Its time; the phase is `phase`, kept apart so that both pack small.)
+    deadline_at: Option<Instant>,
     /// When the earliest deadline timer still armed fires: a timer is armed
     /// only when the deadline moves before it, so keep-alive requests arm
     /// none (a timer that fires early finds a later deadline and re-arms).
     timer_at: Option<Instant>,
-    wait_seq: u64,
-    /// Input is no longer parsed (a bad request, a closing response, too
-    /// many queued): what is queued is answered, the rest discarded.
-    stopped: bool,
+    wait_seq: u32,
+    /// What `deadline_at` is for.
+    phase: Phase,
+    /// A request completed during the current read.
+    completed: bool,
     /// The close is requested: nothing more is written.
     closed: bool,
-    /// Set once the connection switched to WebSocket: input is frames.
-    ws: Option<Box<WsConn>>,
+    /// The WebSocket handler, once the connection switched to WebSocket
+    /// (boxed twice: a thin pointer keeps every idle HTTP connection small).
+    #[allow(clippy::redundant_allocation)]
+    ws: Option<Box<Box<dyn WebSocketHandler>>>,
+}
+
+impl<P> HttpConn<P> {
+    /// When the connection gives up on its client, and why.
+    fn deadline(&self) -> Option<(Instant, Phase)> {
+        self.deadline_at.map(|at| (at, self.phase))
+    }
+
+    fn set_deadline(&mut self, deadline: Option<(Instant, Phase)>) {
+        self.deadline_at = deadline.map(|(at, _)| at);
+        if let Some((_, phase)) = deadline {
+            self.phase = phase;
+        }
+    }
 }
 
 /// Serves an [`HttpHandler`] as a reactor [`Handler`]:
@@ -100,7 +119,16 @@ pub struct HttpConn<P> {
 pub struct HttpService<H: HttpHandler> {
     handler: H,
     config: HttpConfig,
-    date: DateCache,
+}
+
+impl<H: HttpHandler> IntoService for HttpService<H> {
+    type Handler = HttpService<H>;
+    type Transport = Plain;
+
+    /// The service with its codec, built from the same config.
+    fn into_service(self) -> Service<HttpService<H>> {
+        Service::new(HttpCodec::new(self.config.clone()), self)
+    }
 }
 
 impl<H: HttpHandler> HttpService<H> {
@@ -113,7 +141,7 @@ impl<H: HttpHandler> HttpService<H> {
         if let Err(e) = config.validate() {
             panic!("invalid HttpConfig: {e}");
         }
-        HttpService { handler, config, date: DateCache::new() }
+        HttpService { handler, config }
     }
 
     /// The handler.
@@ -127,14 +155,14 @@ impl<H: HttpHandler> HttpService<H> {
     }
 
     /// Routes a whole request: to the handler, or behind a pending response.
-    fn dispatch(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, req: Request) {
+    fn dispatch(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, req: Request) {
         let Some(w) = conn.waiting.as_mut() else {
             return self.serve(cx, conn, req);
         };
         if w.queue.len() >= self.config.max_pipelined {
             log::debug!("http1: {}: over {} queued requests; closing", cx.id(), self.config.max_pipelined);
             w.queue.push_back(Queued::Close);
-            conn.stopped = true;
+            cx.codec_state().stopped = true;
         } else {
             let mut req = req;
             req.detach();
@@ -142,26 +170,27 @@ impl<H: HttpHandler> HttpService<H> {
         }
     }
 
-    fn serve(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, req: Request) {
+    fn serve(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, req: Request) {
         match self.handler.on_request(&mut HttpContext::new(cx), &req) {
             Outcome::Respond(resp) => self.respond(cx, conn, &req, &resp),
             Outcome::Upgrade(up) => self.upgrade(cx, conn, &req, up),
             Outcome::Wait { pending, timeout } => {
                 let mut req = req;
                 req.detach();
-                conn.wait_seq = (conn.wait_seq + 1) & WAIT_SEQ;
-                cx.set_timer(timeout, WAIT | conn.wait_seq);
-                let seq = conn.wait_seq;
+                conn.wait_seq = conn.wait_seq.wrapping_add(1);
+                let seq = u64::from(conn.wait_seq) & WAIT_SEQ;
+                cx.set_timer(timeout, WAIT | seq);
                 conn.waiting = Some(Box::new(Waiting { req, pending, seq, queue: VecDeque::new() }));
             }
         }
     }
 
-    /// Answers 101 and hands the connection to the WebSocket handler; input
-    /// after the handshake's head is WebSocket frames.
+    /// Answers 101 and hands the connection to the WebSocket handler: from
+    /// now on the codec decodes WebSocket frames (those the client sent
+    /// right behind its handshake included).
     fn upgrade(
         &mut self,
-        cx: &mut Context<'_>,
+        cx: &mut Cx<'_, '_>,
         conn: &mut HttpConn<H::Pending>,
         req: &Request,
         up: crate::handler::Upgrade,
@@ -170,15 +199,43 @@ impl<H: HttpHandler> HttpService<H> {
             let resp = Response::text(400, "cannot switch this connection to WebSocket\n").close();
             return self.respond(cx, conn, req, &resp);
         }
-        cx.write_with(|buf| handshake::encode_switch(&up.accept, buf));
-        let mut ws = Box::new(WsConn::new(up.handler, self.config.ws_max_message));
-        ws.open(cx);
-        conn.ws = Some(ws);
+        let Ok(()) = cx.send(Switch(&up.accept));
+        cx.codec_state().ws = Some(Box::new(WsStream::new(self.config.ws_max_message)));
+        let mut handler = Box::new(up.handler);
+        handler.on_open(&mut WsContext::new(cx));
+        conn.ws = Some(handler);
+    }
+
+    /// Hands what happened on the WebSocket to its handler.
+    fn ws_event(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, ev: WsEvent) {
+        let Some(handler) = conn.ws.as_mut() else { return };
+        // Pongs owed for pings that came before this event go first.
+        let Ok(()) = cx.send(WsPending);
+        match ev {
+            WsEvent::Binary(b) => handler.on_message(&mut WsContext::new(cx), WsMessage::Binary(&b)),
+            WsEvent::Text(t) => handler.on_message(&mut WsContext::new(cx), WsMessage::Text(&t)),
+            // The answer to the peer's close frame went with the pongs.
+            WsEvent::Closed => cx.close_with(CloseReason::PeerClosed),
+            WsEvent::Failed(code, why) => Self::ws_fail(cx, code, &why),
+        }
+    }
+
+    /// Fails the WebSocket (RFC 6455 section 7.1.7): a close frame with
+    /// `code`, then the TCP close; input from now on is discarded.
+    fn ws_fail(cx: &mut Cx<'_, '_>, code: u16, why: &str) {
+        log::debug!("http1: websocket {}: closing with {code}: {why}", cx.id());
+        let Ok(()) = cx.send(WsClose { code, reason: why });
+        let protocol = [close_code::PROTOCOL_ERROR, close_code::INVALID_PAYLOAD, close_code::TOO_BIG];
+        cx.close_with(if protocol.contains(&code) {
+            CloseReason::Protocol(format!("websocket {code}: {why}"))
+        } else {
+            CloseReason::Local
+        });
     }
 
     fn respond(
         &mut self,
-        cx: &mut Context<'_>,
+        cx: &mut Cx<'_, '_>,
         conn: &mut HttpConn<H::Pending>,
         req: &Request,
         resp: &Response,
@@ -193,12 +250,10 @@ impl<H: HttpHandler> HttpService<H> {
             (true, Version::Http11) => Persistence::Default,
         };
         let head_only = req.method() == Method::Head;
-        let date = self.date.get(cx.now());
-        if let Some(Some(body)) = cx.write_with(|buf| encode(resp, head_only, persistence, date, buf)) {
-            cx.send(body);
-        }
+        let now = cx.now();
+        let Ok(()) = cx.send(Reply { response: resp, head_only, persistence, now });
         if !keep {
-            conn.stopped = true;
+            cx.codec_state().stopped = true;
             conn.closed = true;
             cx.close();
         }
@@ -206,23 +261,24 @@ impl<H: HttpHandler> HttpService<H> {
 
     /// Refuses the request being read: at once, or after the responses
     /// still owed for earlier requests.
-    fn refuse(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, r: Reject) {
-        conn.stopped = true;
+    fn refuse(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, r: Reject) {
+        cx.codec_state().stopped = true;
         match conn.waiting.as_mut() {
             Some(w) => w.queue.push_back(Queued::Reject(r)),
             None => self.send_reject(cx, conn, r),
         }
     }
 
-    fn send_reject(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, r: Reject) {
+    fn send_reject(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, r: Reject) {
         if conn.closed {
             return;
         }
         log::debug!("http1: {}: {} {}", cx.id(), r.status, r.reason);
         let resp = Response::text(r.status, format!("{}\n", r.reason));
-        let date = self.date.get(cx.now());
-        cx.write_with(|buf| encode(&resp, false, Persistence::Close, date, buf));
-        conn.stopped = true;
+        let now = cx.now();
+        let Ok(()) =
+            cx.send(Reply { response: &resp, head_only: false, persistence: Persistence::Close, now });
+        cx.codec_state().stopped = true;
         conn.closed = true;
         // Counted by the reactor: slow clients as timeouts, the rest as
         // protocol errors.
@@ -233,7 +289,7 @@ impl<H: HttpHandler> HttpService<H> {
     }
 
     /// Lets the handler answer a pending response; then serves what queued.
-    fn wake(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, wake: Wake) {
+    fn wake(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, wake: Wake) {
         let Some(w) = conn.waiting.as_mut() else { return };
         let resp = match self.handler.on_wake(&mut HttpContext::new(cx), &w.req, &mut w.pending, wake) {
             Some(resp) => resp,
@@ -254,11 +310,9 @@ impl<H: HttpHandler> HttpService<H> {
                 Queued::Request(req) => {
                     self.serve(cx, conn, req);
                     if conn.ws.is_some() {
-                        // What followed an upgrade was parsed as requests
-                        // before the upgrade was answered: not trustworthy.
-                        if let Some(ws) = conn.ws.as_mut() {
-                            ws.fail(cx, close_code::PROTOCOL_ERROR, "data pipelined before the upgrade");
-                        }
+                        // What followed the upgrade request was parsed as
+                        // requests before it was answered: not trustworthy.
+                        Self::ws_fail(cx, close_code::PROTOCOL_ERROR, "data pipelined behind the upgrade");
                         break;
                     }
                     if let Some(w) = conn.waiting.as_mut() {
@@ -280,52 +334,56 @@ impl<H: HttpHandler> HttpService<H> {
 
     /// Sends `100 Continue` if the body being read waits for it and no
     /// earlier response is owed (it would be taken as that one's).
-    fn send_continue(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>) {
-        if !conn.stopped && conn.waiting.is_none() && conn.decoder.continue_owed() {
-            cx.write(CONTINUE);
-            conn.decoder.continue_sent();
+    fn send_continue(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>) {
+        let stream = cx.codec_state();
+        if !stream.stopped && conn.waiting.is_none() && stream.decoder.continue_owed() {
+            stream.decoder.continue_sent();
+            let Ok(()) = cx.send(Continue);
         }
     }
 
     /// Sets the connection's deadline for what it is doing now. `new_head`:
     /// a head in progress started now (a request before it just completed).
-    fn rearm(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>, new_head: bool) {
+    fn rearm(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, new_head: bool) {
         let now = cx.now();
         // Still within the same head (or, on a new connection, still before
         // the first complete one).
-        let same_head = !new_head && matches!(conn.deadline, Some((_, Phase::Head)));
-        conn.deadline = if conn.ws.is_some() {
+        let same_head = !new_head && matches!(conn.deadline(), Some((_, Phase::Head)));
+        let stream = cx.codec_state();
+        let deadline = if stream.ws.is_some() {
             Some((now + self.config.ws_idle_timeout, Phase::WsIdle))
-        } else if conn.stopped || conn.waiting.is_some() {
+        } else if stream.stopped || conn.waiting.is_some() {
             None // a wait has its own timeout; a stopped connection, the reactor's linger
-        } else if conn.decoder.in_body() {
+        } else if stream.decoder.in_body() {
             Some((now + self.config.body_timeout, Phase::Body))
         } else if same_head {
-            conn.deadline
-        } else if conn.decoder.in_head() {
+            conn.deadline()
+        } else if stream.decoder.in_head() {
             Some((now + self.config.head_timeout, Phase::Head))
         } else {
             Some((now + self.config.keep_alive_timeout, Phase::Idle))
         };
+        conn.set_deadline(deadline);
         self.arm_timer(cx, conn);
     }
 
     /// Arms a timer for the deadline unless one fires at or before it.
-    fn arm_timer(&self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>) {
-        if let Some((at, _)) = conn.deadline {
+    fn arm_timer(&self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>) {
+        if let Some((at, _)) = conn.deadline() {
             if conn.timer_at.is_none_or(|t| t > at) {
-                cx.set_timer(at.saturating_duration_since(cx.now()), DEADLINE);
+                let after = at.saturating_duration_since(cx.now());
+                cx.set_timer(after, DEADLINE);
                 conn.timer_at = Some(at);
             }
         }
     }
 
-    fn deadline_passed(&mut self, cx: &mut Context<'_>, conn: &mut HttpConn<H::Pending>) {
+    fn deadline_passed(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>) {
         let now = cx.now();
         if conn.timer_at.is_some_and(|t| t <= now) {
             conn.timer_at = None;
         }
-        match conn.deadline {
+        match conn.deadline() {
             Some((at, Phase::Head)) if at <= now => {
                 self.refuse(cx, conn, reject(408, "request head timeout"))
             }
@@ -333,12 +391,10 @@ impl<H: HttpHandler> HttpService<H> {
                 self.refuse(cx, conn, reject(408, "request body timeout"))
             }
             Some((at, Phase::WsIdle)) if at <= now => {
-                if let Some(ws) = conn.ws.as_mut() {
-                    ws.fail(cx, close_code::GOING_AWAY, "idle timeout");
-                }
+                Self::ws_fail(cx, close_code::GOING_AWAY, "idle timeout")
             }
             Some((at, Phase::Idle)) if at <= now => {
-                conn.stopped = true;
+                cx.codec_state().stopped = true;
                 conn.closed = true;
                 cx.close_with(CloseReason::IdleTimeout);
             }
@@ -350,18 +406,19 @@ impl<H: HttpHandler> HttpService<H> {
 }
 
 impl<H: HttpHandler> Handler for HttpService<H> {
+    type Codec = HttpCodec;
     type Conn = HttpConn<H::Pending>;
 
-    fn on_open(&mut self, cx: &mut Context<'_>, _peer: SocketAddr) -> Self::Conn {
+    fn on_open(&mut self, cx: &mut Cx<'_, '_>, _peer: SocketAddr) -> Self::Conn {
         let mut conn = HttpConn {
-            decoder: Decoder::new(),
             waiting: None,
             // The first head is timed from the accept: a client that sends
             // nothing gets its 408 too.
-            deadline: Some((cx.now() + self.config.head_timeout, Phase::Head)),
+            deadline_at: Some(cx.now() + self.config.head_timeout),
+            phase: Phase::Head,
             timer_at: None,
             wait_seq: 0,
-            stopped: false,
+            completed: false,
             closed: false,
             ws: None,
         };
@@ -369,32 +426,24 @@ impl<H: HttpHandler> Handler for HttpService<H> {
         conn
     }
 
-    fn on_data(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, input: &mut BytesMut) {
-        if let Some(ws) = conn.ws.as_mut() {
-            ws.on_data(cx, input);
+    fn on_message(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn, incoming: Incoming) {
+        match incoming.0 {
+            Arrived::Request(req) => {
+                conn.completed = true;
+                self.dispatch(cx, conn, req);
+            }
+            Arrived::Reject(r) => self.refuse(cx, conn, r),
+            Arrived::Ws(ev) => self.ws_event(cx, conn, ev),
+        }
+    }
+
+    fn on_read(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn) {
+        if conn.ws.is_some() {
+            // Pongs tungstenite owes go out with this read's output.
+            let Ok(()) = cx.send(WsPending);
             return self.rearm(cx, conn, false);
         }
-        let mut completed = false;
-        while !conn.stopped && conn.ws.is_none() {
-            match conn.decoder.decode(input, &self.config) {
-                Ok(Some(req)) => {
-                    completed = true;
-                    self.dispatch(cx, conn, req);
-                }
-                Ok(None) => break,
-                Err(r) => self.refuse(cx, conn, r),
-            }
-        }
-        if conn.stopped {
-            input.clear();
-        }
-        if let Some(ws) = conn.ws.as_mut() {
-            // Frames the client sent right behind its handshake.
-            if !input.is_empty() {
-                ws.on_data(cx, input);
-            }
-            return self.rearm(cx, conn, false);
-        }
+        let completed = std::mem::take(&mut conn.completed);
         self.send_continue(cx, conn);
         self.rearm(cx, conn, completed);
     }
@@ -404,7 +453,7 @@ impl<H: HttpHandler> Handler for HttpService<H> {
     // (a half-close after the request is rare in HTTP), so the wait is
     // cancelled rather than held open for a reader that may be gone.
 
-    fn on_timer(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, token: u64) {
+    fn on_timer(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn, token: u64) {
         if token == DEADLINE {
             self.deadline_passed(cx, conn);
         } else if token & WAIT == WAIT {
@@ -413,15 +462,15 @@ impl<H: HttpHandler> Handler for HttpService<H> {
             }
         } else if token & INTERNAL == 0 {
             match conn.ws.as_mut() {
-                Some(ws) => ws.timer(cx, token),
+                Some(ws) => ws.on_timer(&mut WsContext::new(cx), token),
                 None => self.wake(cx, conn, Wake::Timer(token)),
             }
         }
     }
 
-    fn on_notify(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn, token: u64) {
+    fn on_notify(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn, token: u64) {
         match conn.ws.as_mut() {
-            Some(ws) => ws.notify(cx, token),
+            Some(ws) => ws.on_notify(&mut WsContext::new(cx), token),
             None => self.wake(cx, conn, Wake::Notify(token)),
         }
     }
@@ -430,16 +479,19 @@ impl<H: HttpHandler> Handler for HttpService<H> {
         self.handler.on_loop_notify(&mut HttpContext::new(cx), token);
     }
 
-    fn on_shutdown(&mut self, cx: &mut Context<'_>, conn: &mut Self::Conn) {
+    fn on_shutdown(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn) {
         match conn.ws.as_mut() {
-            Some(ws) => ws.shutdown(cx),
+            Some(ws) => {
+                ws.on_shutdown(&mut WsContext::new(cx));
+                WsContext::new(cx).close(close_code::GOING_AWAY, "server shutting down");
+            }
             None => self.wake(cx, conn, Wake::Shutdown),
         }
     }
 
     fn on_close(&mut self, cx: &mut Context<'_>, conn: Self::Conn, reason: &CloseReason) {
-        if let Some(ws) = conn.ws {
-            ws.closed(cx, reason);
+        if let Some(mut ws) = conn.ws {
+            ws.on_close(cx, reason);
         }
         if let Some(w) = conn.waiting {
             self.handler.on_cancel(&mut HttpContext::new(cx), &w.req, w.pending);
@@ -453,8 +505,9 @@ mod tests {
 
     #[test]
     fn an_idle_connection_is_small() {
-        // Its slab entry is all an idle keep-alive connection costs (ANCHORS 8.5).
-        let size = std::mem::size_of::<HttpConn<()>>();
-        assert!(size <= 96, "HttpConn is {size} bytes");
+        // Its slab entry is all an idle keep-alive connection costs (ANCHORS 8.5):
+        // the adapter's state and the codec's.
+        let size = std::mem::size_of::<HttpConn<()>>() + std::mem::size_of::<crate::codec::HttpStream>();
+        assert!(size <= 96, "HttpConn and HttpStream are {size} bytes");
     }
 }

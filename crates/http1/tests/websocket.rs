@@ -12,7 +12,7 @@ use tungstenite::Message;
 struct Echo;
 
 impl WebSocketHandler for Echo {
-    fn on_message(&mut self, cx: &mut WsContext<'_, '_>, msg: WsMessage<'_>) {
+    fn on_message(&mut self, cx: &mut WsContext<'_, '_, '_>, msg: WsMessage<'_>) {
         match msg {
             WsMessage::Binary(b) => cx.send_binary(b),
             WsMessage::Text(t) => cx.send_text(t),
@@ -43,7 +43,7 @@ fn start_with(config: HttpConfig) -> (Reactor, SocketAddr) {
         .service(ServiceConfig::new("ws"), "127.0.0.1:0", move |_| HttpService::new(config.clone(), Api))
         .build()
         .unwrap();
-    let addr = reactor.local_addr(0).unwrap();
+    let addr = reactor.local_addr(reactor::ServiceId::from_index(0)).unwrap();
     (reactor, addr)
 }
 

@@ -165,7 +165,11 @@ impl Drop for Nats {
     }
 }
 
+/// Needs nats-server, so it is ignored by a plain `cargo test`; `.ci/run`
+/// installs nats-server and runs it with `--ignored`, where a missing
+/// nats-server is a failure.
 #[test]
+#[ignore = "needs nats-server: run with --ignored (.ci/run does)"]
 fn nats_fanout_delivers_everything() {
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
     let spawned = Command::new("nats-server")
@@ -173,10 +177,7 @@ fn nats_fanout_delivers_everything() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
-    let Ok(child) = spawned else {
-        eprintln!("nats-server is not installed: skipped");
-        return;
-    };
+    let child = spawned.expect("nats-server must be on PATH (apt-get install nats-server)");
     let _nats = Nats(child);
     let addr = format!("127.0.0.1:{port}");
     let until = Instant::now() + Duration::from_secs(5);

@@ -4,9 +4,8 @@
 //! activation simple, and round-robin spreads connections evenly.
 
 use crate::config::ServiceConfig;
-use crate::core::LoopCore;
-use crate::handle::Command;
-use crate::id::ConnId;
+use crate::core::{Command, LoopCore};
+use crate::id::{ConnId, ServiceId};
 use crate::service::Driver;
 use crate::stats::Counters;
 use crate::timer::TimerKind;
@@ -23,15 +22,13 @@ const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 pub(crate) struct Acceptor {
-    pub service: usize,
+    pub service: ServiceId,
     listener: TcpListener,
     token: mio::Token,
     next_loop: usize,
     backoff: Duration,
     /// Waiting for an AcceptRetry timer after an accept error.
     paused: bool,
-    /// The next `accept` call comes from an AcceptRetry timer, whose caller
-    /// ignores the "budget ran out" answer.
     /// A spare descriptor, closed on EMFILE to accept-and-close the
     /// connection at the head of the backlog instead of leaving it hanging.
     spare: Option<File>,
@@ -82,17 +79,17 @@ fn open_spare() -> Option<File> {
 impl Acceptor {
     pub(crate) fn new(
         core: &LoopCore,
-        service: usize,
+        service: ServiceId,
         mut listener: TcpListener,
         name: String,
     ) -> io::Result<Acceptor> {
-        let token = ConnId::listener_token(core.index, service);
-        core.registry.register(&mut listener, token, Interest::READABLE)?;
+        let token = ConnId::listener_token(core.index(), service);
+        core.registry().register(&mut listener, token, Interest::READABLE)?;
         Ok(Acceptor {
             service,
             listener,
             token,
-            next_loop: core.index,
+            next_loop: core.index(),
             backoff: MIN_BACKOFF,
             paused: false,
             spare: open_spare(),
@@ -107,7 +104,7 @@ impl Acceptor {
     }
 
     pub(crate) fn deregister(&mut self, core: &LoopCore) {
-        let _ = core.registry.deregister(&mut self.listener);
+        let _ = core.registry().deregister(&mut self.listener);
     }
 
     /// Called when an AcceptRetry timer fires.
@@ -126,18 +123,17 @@ impl Acceptor {
         if self.paused {
             return false;
         }
-        let config = match core.shared.services[self.service].config.lock() {
-            Ok(c) => c.clone(),
-            Err(e) => e.into_inner().clone(),
+        let Some(config) = core.shared().service(self.service).map(|s| s.config()) else {
+            return false;
         };
         for _ in 0..ACCEPT_BUDGET {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
                     self.backoff = MIN_BACKOFF;
-                    let svc = &core.shared.services[self.service];
+                    let Some(svc) = core.shared().service(self.service) else { return false };
                     let max = svc.max_connections.load(Ordering::Relaxed);
-                    if svc.open.fetch_add(1, Ordering::Relaxed) >= max {
-                        svc.open.fetch_sub(1, Ordering::Relaxed);
+                    if svc.sockets.fetch_add(1, Ordering::Relaxed) >= max {
+                        svc.sockets.fetch_sub(1, Ordering::Relaxed);
                         Counters::add(&core.counters(self.service).rejected, 1);
                         log::debug!("{}: refusing {peer}: at max_connections ({max})", self.name);
                         if let Some(msg) = &config.reject_with {
@@ -151,14 +147,14 @@ impl Acceptor {
                     if let Err(e) = apply_socket_options(&stream, &config) {
                         log::debug!("{}: socket options on {peer}: {e}", self.name);
                     }
-                    let target = self.next_loop % core.remote.len().max(1);
+                    let target = self.next_loop % core.loops().max(1);
                     self.next_loop = target + 1;
-                    if target == core.index {
-                        if let Some(d) = drivers.get_mut(self.service) {
+                    if target == core.index() {
+                        if let Some(d) = drivers.get_mut(self.service.index()) {
                             d.adopt(core, stream, peer);
                         }
                     } else {
-                        core.remote[target].push(Command::Adopt { service: self.service, stream, peer });
+                        core.push_remote(target, Command::Adopt { service: self.service, stream, peer });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
@@ -186,7 +182,7 @@ impl Acceptor {
                 self.spare = open_spare();
             }
         }
-        let now = core.now;
+        let now = core.now();
         if self.last_warning.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
             let extra = if self.suppressed > 0 {
                 format!(" ({} more since last report)", self.suppressed)
@@ -200,7 +196,7 @@ impl Acceptor {
             self.suppressed += 1;
         }
         self.paused = true;
-        core.timers.insert(now + self.backoff, ConnId::from_token(self.token), TimerKind::AcceptRetry);
+        core.set_timer(now + self.backoff, ConnId::from_token(self.token), TimerKind::AcceptRetry);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 }

@@ -1,6 +1,7 @@
 //! Per-service limits and per-reactor settings.
 
 use bytes::Bytes;
+use std::fmt;
 use std::time::Duration;
 
 /// What a service does with a connection whose queued output passes
@@ -25,14 +26,34 @@ pub enum SlowConsumerPolicy {
 /// Limits and behaviour of one service (one listener and its handler).
 ///
 /// Every field has a default fit for a chat-like service; a service can be
-/// reconfigured while running with [`ReactorHandle::reconfigure`].
+/// reconfigured while running with [`ReactorHandle::reconfigure`] (all but
+/// `name` and `backlog`, which belong to the listener).
+///
+/// | field | default | what it bounds |
+/// | --- | --- | --- |
+/// | `max_connections` | 10,000 | sockets at once, closing ones included; one more is closed at accept (after `reject_with`) |
+/// | `idle_timeout` | none | silence before the reactor closes a connection ([`CloseReason::IdleTimeout`]) |
+/// | `write_high_watermark` | 1 MiB | queued output past which `slow_consumer` applies |
+/// | `write_low_watermark` | 256 KiB | queued output below which a paused connection reads again (and `on_drained` runs) |
+/// | `max_write_queue` | 16 MiB | queued output past which the connection is closed as a slow consumer, whatever the policy |
+/// | `slow_consumer` | [`SlowConsumerPolicy::PauseReading`] | what passing the high watermark does |
+/// | `max_read_buffer` | 16 MiB | input a connection may hold undecoded (an unfinished message) |
+/// | `read_budget` | 256 KiB | bytes read from one connection per event before the loop serves others |
+/// | `nodelay` | true | TCP_NODELAY on accepted sockets |
+/// | `send_buffer_size`, `recv_buffer_size` | kernel's | SO_SNDBUF, SO_RCVBUF |
+/// | `linger` | 2 s | the whole close: flushing queued output, then waiting for the peer's FIN |
+/// | `backlog` | 1024 | the listen backlog |
+/// | `reject_with` | none | bytes written (best effort) to a connection refused at `max_connections` |
 ///
 /// [`ReactorHandle::reconfigure`]: crate::ReactorHandle::reconfigure
+/// [`CloseReason::IdleTimeout`]: crate::CloseReason::IdleTimeout
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceConfig {
     /// Name used in logs and counters.
     pub name: String,
-    /// Most connections open at once; one over it is closed at accept.
+    /// Most sockets open at once (connections still flushing or lingering
+    /// after their close count too: each holds a descriptor); one over it is
+    /// closed at accept.
     pub max_connections: usize,
     /// Close a connection that has sent nothing for this long.
     pub idle_timeout: Option<Duration>,
@@ -57,14 +78,16 @@ pub struct ServiceConfig {
     pub send_buffer_size: Option<usize>,
     /// SO_RCVBUF for accepted sockets (the kernel's default if `None`).
     pub recv_buffer_size: Option<usize>,
-    /// How long a closing connection waits for its peer to close after our
-    /// FIN, discarding input, so that unread input does not turn the close
-    /// into a reset that destroys the last replies.
+    /// How long a close may take once decided: queued output is written,
+    /// then FIN sent and input discarded until the peer closes too (so that
+    /// unread input does not turn the close into a reset that destroys the
+    /// last replies). Past it the socket is closed whatever is left.
     pub linger: Duration,
     /// Listen backlog.
     pub backlog: i32,
-    /// Bytes written (once, best effort) to a connection refused at
-    /// `max_connections` before it is closed, e.g. a "server full" frame.
+    /// Bytes written (once, best effort, as they are: no codec or transport
+    /// is involved) to a connection refused at `max_connections` before it
+    /// is closed, e.g. an encoded "server full" frame.
     pub reject_with: Option<Bytes>,
 }
 
@@ -75,34 +98,86 @@ impl ServiceConfig {
     }
 
     /// Checks that the limits make sense together.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_connections == 0 {
-            return Err("max_connections must be at least 1".into());
+            return Err(ConfigError::ZeroMaxConnections);
         }
         if self.write_low_watermark > self.write_high_watermark {
-            return Err(format!(
-                "write_low_watermark ({}) is above write_high_watermark ({})",
-                self.write_low_watermark, self.write_high_watermark
-            ));
+            return Err(ConfigError::LowAboveHigh {
+                low: self.write_low_watermark,
+                high: self.write_high_watermark,
+            });
         }
         if self.write_high_watermark > self.max_write_queue {
-            return Err(format!(
-                "write_high_watermark ({}) is above max_write_queue ({})",
-                self.write_high_watermark, self.max_write_queue
-            ));
+            return Err(ConfigError::HighAboveMax {
+                high: self.write_high_watermark,
+                max: self.max_write_queue,
+            });
         }
         if self.read_budget == 0 {
-            return Err("read_budget must be at least 1".into());
+            return Err(ConfigError::ZeroReadBudget);
         }
         if self.max_read_buffer == 0 {
-            return Err("max_read_buffer must be at least 1".into());
+            return Err(ConfigError::ZeroMaxReadBuffer);
         }
         if self.idle_timeout == Some(Duration::ZERO) {
-            return Err("idle_timeout must be positive (omit it to disable)".into());
+            return Err(ConfigError::ZeroIdleTimeout);
+        }
+        if self.backlog <= 0 {
+            return Err(ConfigError::Backlog(self.backlog));
         }
         Ok(())
     }
 }
+
+/// A [`ServiceConfig`] whose limits do not make sense together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `max_connections` is 0.
+    ZeroMaxConnections,
+    /// `write_low_watermark` is above `write_high_watermark`.
+    LowAboveHigh {
+        /// The low watermark.
+        low: usize,
+        /// The high watermark.
+        high: usize,
+    },
+    /// `write_high_watermark` is above `max_write_queue`.
+    HighAboveMax {
+        /// The high watermark.
+        high: usize,
+        /// The queue limit.
+        max: usize,
+    },
+    /// `read_budget` is 0.
+    ZeroReadBudget,
+    /// `max_read_buffer` is 0.
+    ZeroMaxReadBuffer,
+    /// `idle_timeout` is `Some(0)` (use `None` to disable it).
+    ZeroIdleTimeout,
+    /// `backlog` is not positive.
+    Backlog(i32),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ZeroMaxConnections => f.write_str("max_connections must be at least 1"),
+            ConfigError::LowAboveHigh { low, high } => {
+                write!(f, "write_low_watermark ({low}) is above write_high_watermark ({high})")
+            }
+            ConfigError::HighAboveMax { high, max } => {
+                write!(f, "write_high_watermark ({high}) is above max_write_queue ({max})")
+            }
+            ConfigError::ZeroReadBudget => f.write_str("read_budget must be at least 1"),
+            ConfigError::ZeroMaxReadBuffer => f.write_str("max_read_buffer must be at least 1"),
+            ConfigError::ZeroIdleTimeout => f.write_str("idle_timeout must be positive (omit it to disable)"),
+            ConfigError::Backlog(n) => write!(f, "backlog must be positive, not {n}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl Default for ServiceConfig {
     fn default() -> ServiceConfig {
@@ -139,8 +214,9 @@ mod tests {
     fn inverted_watermarks_are_rejected() {
         let c =
             ServiceConfig { write_low_watermark: 10, write_high_watermark: 5, ..ServiceConfig::default() };
-        assert!(c.validate().unwrap_err().contains("write_low_watermark"));
+        assert_eq!(c.validate(), Err(ConfigError::LowAboveHigh { low: 10, high: 5 }));
+        assert!(c.validate().unwrap_err().to_string().contains("write_low_watermark"));
         let c = ServiceConfig { max_write_queue: 1, ..ServiceConfig::default() };
-        assert!(c.validate().unwrap_err().contains("max_write_queue"));
+        assert!(matches!(c.validate(), Err(ConfigError::HighAboveMax { .. })));
     }
 }

@@ -2,46 +2,37 @@
 
 use crate::handler::CloseReason;
 use crate::id::ConnId;
+use crate::lifecycle::Lifecycle;
 use crate::write_queue::WriteQueue;
 use bytes::BytesMut;
 use mio::net::TcpStream;
 
-/// Bits of [`ConnIo::flags`].
-pub(crate) mod flag {
-    /// Listed in the loop's dirty list: output to flush at the end of the turn.
-    pub const DIRTY: u16 = 1 << 0;
-    /// Reading paused by backpressure (output over the high watermark).
-    pub const PAUSED: u16 = 1 << 1;
-    /// Readable input left unread (budget spent, or paused): edge-triggered
-    /// polling will not report it again, so the loop must come back to it.
-    pub const READ_READY: u16 = 1 << 2;
-    /// The peer sent EOF.
-    pub const EOF: u16 = 1 << 3;
-    /// Close once the output is flushed (reason in `pending_close`).
-    pub const CLOSING: u16 = 1 << 4;
-    /// FIN sent; discarding input until the peer closes or linger ends.
-    pub const LINGER: u16 = 1 << 5;
-    /// Close now, dropping queued output (reason in `pending_close`).
-    pub const ABORT: u16 = 1 << 6;
-    /// Output passed the high watermark; `on_drained` is owed.
-    pub const HIGH: u16 = 1 << 7;
-    /// Listed in the loop's pending-read list.
-    pub const READ_LISTED: u16 = 1 << 8;
-    /// The timer bounding a requested close is armed.
-    pub const CLOSE_TIMER: u16 = 1 << 9;
+/// Listed in the loop's dirty list: output to flush.
+const DIRTY: u8 = 1 << 0;
+/// Listed in the loop's pending-read list.
+const READ_LISTED: u8 = 1 << 1;
+
+/// A close a handler asked for during a callback, applied when it returns.
+pub(crate) struct CloseRequest {
+    pub reason: CloseReason,
+    /// Drop the queued output instead of writing it first.
+    pub abort: bool,
 }
 
-/// A connection's socket and buffers.
+/// A connection's socket, buffers and lifecycle.
 pub(crate) struct ConnIo {
     pub stream: TcpStream,
     pub id: ConnId,
     pub out: WriteQueue,
-    /// Unconsumed input; empty (and unallocated) while idle.
+    /// Undecoded input; empty (and unallocated) while idle.
     pub input: BytesMut,
     /// Milliseconds since the loop's epoch when input last arrived.
     pub last_read_ms: u64,
-    pub flags: u16,
-    pub pending_close: Option<Box<CloseReason>>,
+    pub life: Lifecycle,
+    /// Loop list membership (`DIRTY`, `READ_LISTED`).
+    lists: u8,
+    /// Boxed: rare, and it keeps an idle connection small.
+    pub close_request: Option<Box<CloseRequest>>,
 }
 
 impl ConnIo {
@@ -52,39 +43,52 @@ impl ConnIo {
             out: WriteQueue::default(),
             input: BytesMut::new(),
             last_read_ms: now_ms,
-            flags: 0,
-            pending_close: None,
+            life: Lifecycle::new(),
+            lists: 0,
+            close_request: None,
         }
     }
 
-    pub(crate) fn has(&self, f: u16) -> bool {
-        self.flags & f != 0
-    }
-
-    /// Asks for a close after the output is flushed; the first reason given wins.
-    pub(crate) fn request_close(&mut self, reason: CloseReason) {
-        if self.pending_close.is_none() {
-            self.pending_close = Some(Box::new(reason));
+    /// Asks for a close, applied when the current callback returns. The
+    /// first reason wins; an abort overrides a flushing close.
+    pub(crate) fn request_close(&mut self, reason: CloseReason, abort: bool) {
+        match &mut self.close_request {
+            None => self.close_request = Some(Box::new(CloseRequest { reason, abort })),
+            Some(r) if abort && !r.abort => **r = CloseRequest { reason, abort },
+            Some(_) => {}
         }
-        self.flags |= flag::CLOSING;
     }
 
-    /// Asks for an immediate close that drops queued output.
-    pub(crate) fn request_abort(&mut self, reason: CloseReason) {
-        if !self.has(flag::ABORT) {
-            self.pending_close = Some(Box::new(reason));
-        }
-        self.flags |= flag::ABORT;
+    /// Marks the connection dirty; true if it was not (list it then).
+    pub(crate) fn mark_dirty(&mut self) -> bool {
+        let fresh = self.lists & DIRTY == 0;
+        self.lists |= DIRTY;
+        fresh
     }
 
-    pub(crate) fn take_reason(&mut self) -> CloseReason {
-        self.pending_close.take().map(|b| *b).unwrap_or(CloseReason::Local)
+    pub(crate) fn clear_dirty(&mut self) {
+        self.lists &= !DIRTY;
+    }
+
+    /// Marks the connection for a read later in the turn; true if it was
+    /// not listed yet.
+    pub(crate) fn list_read(&mut self) -> bool {
+        let fresh = self.lists & READ_LISTED == 0;
+        self.lists |= READ_LISTED;
+        fresh
+    }
+
+    pub(crate) fn unlist_read(&mut self) {
+        self.lists &= !READ_LISTED;
     }
 }
 
-/// One slab entry: the loop's part and the handler's part, borrowed apart.
-pub(crate) struct Connection<S> {
+/// One slab entry: the loop's part, the transport's and codec's
+/// per-connection state, and the handler's state, borrowed apart.
+pub(crate) struct Connection<T, K, S> {
     pub io: ConnIo,
+    pub transport: T,
+    pub codec: K,
     pub state: S,
 }
 
@@ -99,5 +103,11 @@ mod tests {
     fn an_idle_connection_is_small() {
         let size = std::mem::size_of::<ConnIo>();
         assert!(size <= 160, "ConnIo grew to {size} bytes");
+        // The whole entry of a plain framed connection whose handler keeps
+        // nothing (the loop's part, the frame codec's state; the slab adds a
+        // word for its own tag).
+        let entry =
+            std::mem::size_of::<Connection<(), <crate::FrameCodec as crate::Codec>::Conn, Option<()>>>();
+        assert!(entry <= 176, "a plain framed connection's entry grew to {entry} bytes");
     }
 }

@@ -2,52 +2,63 @@
 //! per batch, and the public [`ReactorHandle`].
 
 use crate::config::ServiceConfig;
-use crate::id::ConnId;
+use crate::core::Command;
+use crate::error::{ReconfigureError, SendError};
+use crate::id::{ConnId, ServiceId};
 use crate::stats::{Counters, ServiceStats};
 use bytes::Bytes;
-use crossbeam_channel::Sender;
-use mio::net::TcpStream;
+use crossbeam_channel::{Sender, TrySendError};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Work for a loop, from another loop or thread.
-pub(crate) enum Command {
-    Send(ConnId, Bytes),
-    /// Every id is on the receiving loop; they share the one buffer.
-    Broadcast(Vec<ConnId>, Bytes),
-    Close(ConnId),
-    Notify(ConnId, u64),
-    /// `on_loop_notify(token)` for a service's handler on the receiving loop.
-    NotifyLoop(usize, u64),
-    /// A connection accepted by another loop, handed over to this one.
-    Adopt {
-        service: usize,
-        stream: TcpStream,
-        peer: SocketAddr,
-    },
-    Reconfigure(usize, Arc<ServiceConfig>),
-    StopAccepting,
-    Shutdown(Instant),
-    /// Several commands sent with one wake-up.
-    Batch(Vec<Command>),
-}
-
-/// A loop's inbox. `woken` makes senders call the (syscall-costly) waker
-/// only when the loop has not yet been woken since it last drained.
+/// A loop's inbox, in two parts:
+///
+/// - `internal`, unbounded: batches from other loops, accepted sockets, and
+///   control commands (reconfigure, shutdown) that must never be refused;
+///   what loops send each other is bounded by their own turns.
+/// - `external`, bounded: messages other threads send through a
+///   [`ReactorHandle`]. When it is full they are refused at once
+///   ([`SendError::Full`]), never queued without bound and never blocking.
+///
+/// `woken` makes senders call the (syscall-costly) waker only when the loop
+/// has not been woken since it last drained.
 pub(crate) struct Mailbox {
-    pub tx: Sender<Command>,
+    pub internal: Sender<Command>,
+    pub external: Sender<Command>,
     pub waker: mio::Waker,
     pub woken: AtomicBool,
+    /// Messages refused because `external` was full.
+    pub refused: AtomicU64,
 }
 
 impl Mailbox {
-    /// Posts a command; false if the loop has exited.
+    /// Posts to the internal queue; false if the loop has exited.
     pub(crate) fn post(&self, cmd: Command) -> bool {
-        if self.tx.send(cmd).is_err() {
+        if self.internal.send(cmd).is_err() {
             return false;
         }
+        self.wake();
+        true
+    }
+
+    /// Posts to the bounded queue for other threads.
+    pub(crate) fn try_post(&self, cmd: Command) -> Result<(), SendError> {
+        match self.external.try_send(cmd) {
+            Ok(()) => {
+                self.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Err(SendError::Full)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(SendError::Closed),
+        }
+    }
+
+    fn wake(&self) {
         // SeqCst pairs with the loop's store(false) before it drains: either
         // this swap sees false and wakes it, or the loop drains after our send.
         if !self.woken.swap(true, Ordering::SeqCst) {
@@ -55,19 +66,25 @@ impl Mailbox {
                 log::error!("cannot wake event loop: {e}");
             }
         }
-        true
     }
 }
 
 /// What every loop and handle share about one service.
 pub(crate) struct ServiceShared {
     pub name: String,
-    pub open: AtomicUsize,
+    /// Sockets open, closing ones included: what `max_connections` bounds.
+    pub sockets: AtomicUsize,
     pub max_connections: AtomicUsize,
     pub config: Mutex<Arc<ServiceConfig>>,
     /// One entry per loop.
     pub counters: Vec<Counters>,
     pub local_addr: SocketAddr,
+}
+
+impl ServiceShared {
+    pub(crate) fn config(&self) -> Arc<ServiceConfig> {
+        self.config.lock().map_or_else(|e| e.into_inner().clone(), |c| c.clone())
+    }
 }
 
 pub(crate) struct Shared {
@@ -76,8 +93,39 @@ pub(crate) struct Shared {
     pub shutting_down: AtomicBool,
 }
 
-/// A cloneable, thread-safe handle to a running reactor: send to any
-/// connection, broadcast, close, read counters, reconfigure, shut down.
+impl Shared {
+    pub(crate) fn loops(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    pub(crate) fn mailbox(&self, index: usize) -> &Mailbox {
+        &self.mailboxes[index]
+    }
+
+    pub(crate) fn service(&self, id: ServiceId) -> Option<&ServiceShared> {
+        self.services.get(id.index())
+    }
+}
+
+/// A cloneable handle to a running reactor: send to any connection,
+/// broadcast, close, notify, read counters, reconfigure, shut down.
+///
+/// **Thread safety:** every method may be called from any thread, loop
+/// threads included, at any time; none blocks. Messages sent through one
+/// handle from one thread to one connection arrive in the order sent;
+/// messages from different threads or loops to one connection interleave in
+/// no promised order (see the crate docs, "Ordering").
+///
+/// **When a loop is behind:** the messages of [`send`](Self::send),
+/// [`broadcast`](Self::broadcast), [`close`](Self::close),
+/// [`notify`](Self::notify) and [`notify_loop`](Self::notify_loop) go into a
+/// bounded mailbox per loop
+/// ([`ReactorBuilder::mailbox_capacity`](crate::ReactorBuilder::mailbox_capacity));
+/// when it is full they are refused with [`SendError::Full`], nothing is
+/// queued, and the refusal is counted ([`ReactorHandle::mailbox_refusals`]).
+/// Control ([`reconfigure`](Self::reconfigure),
+/// [`stop_accepting`](Self::stop_accepting), [`shutdown`](Self::shutdown))
+/// is never refused.
 #[derive(Clone)]
 pub struct ReactorHandle {
     shared: Arc<Shared>,
@@ -88,88 +136,121 @@ impl ReactorHandle {
         ReactorHandle { shared }
     }
 
-    fn post(&self, loop_index: usize, cmd: Command) -> bool {
-        self.shared.mailboxes.get(loop_index).is_some_and(|m| m.post(cmd))
+    fn try_post(&self, loop_index: usize, cmd: Command) -> Result<(), SendError> {
+        self.shared.mailboxes.get(loop_index).ok_or(SendError::Closed)?.try_post(cmd)
     }
 
-    /// Number of event loops.
+    fn post_control(&self, cmd: impl Fn() -> Command) {
+        for m in &self.shared.mailboxes {
+            m.post(cmd());
+        }
+    }
+
+    /// Number of event loops. Safe from any thread.
     pub fn loops(&self) -> usize {
-        self.shared.mailboxes.len()
+        self.shared.loops()
     }
 
-    /// Queues `data` for connection `id`. Returns false if its loop has
-    /// exited; a stale id is dropped silently by the loop.
-    pub fn send(&self, id: ConnId, data: Bytes) -> bool {
-        self.post(id.loop_index(), Command::Send(id, data))
+    /// Queues the message `payload` for connection `id`; its service's codec
+    /// encodes it (a frame codec adds the header). A stale id (its
+    /// connection closed) is dropped by the loop. Safe from any thread; see
+    /// the type's docs for a full mailbox.
+    pub fn send(&self, id: ConnId, payload: Bytes) -> Result<(), SendError> {
+        self.try_post(id.loop_index(), Command::Send(id, payload))
     }
 
-    /// Queues one shared buffer for many connections, with one message (and
-    /// at most one wake-up) per loop involved; no copy per recipient.
-    pub fn broadcast(&self, ids: &[ConnId], data: &Bytes) {
+    /// Queues one message for many connections, with one mailbox entry (and
+    /// at most one wake-up) per loop involved; the payload is shared, and
+    /// each recipient's codec encodes it into that connection's output.
+    /// All or nothing per loop: if a loop refuses (its mailbox is full),
+    /// its recipients get nothing, the other loops' still do, and the error
+    /// is returned. Safe from any thread.
+    pub fn broadcast(&self, ids: &[ConnId], payload: &Bytes) -> Result<(), SendError> {
         let mut per_loop: Vec<Vec<ConnId>> = vec![Vec::new(); self.loops()];
         for &id in ids {
             if let Some(v) = per_loop.get_mut(id.loop_index()) {
                 v.push(id);
             }
         }
+        let mut result = Ok(());
         for (i, ids) in per_loop.into_iter().enumerate() {
             if !ids.is_empty() {
-                self.post(i, Command::Broadcast(ids, data.clone()));
+                if let Err(e) = self.try_post(i, Command::Broadcast(ids, payload.clone())) {
+                    result = Err(e);
+                }
             }
         }
+        result
     }
 
-    /// Closes connection `id` after its queued output is written.
-    pub fn close(&self, id: ConnId) -> bool {
-        self.post(id.loop_index(), Command::Close(id))
+    /// Closes connection `id` after its queued output is written. Safe from
+    /// any thread.
+    pub fn close(&self, id: ConnId) -> Result<(), SendError> {
+        self.try_post(id.loop_index(), Command::Close(id))
     }
 
-    /// Calls the handler's `on_notify(token)` for connection `id`.
-    pub fn notify(&self, id: ConnId, token: u64) -> bool {
-        self.post(id.loop_index(), Command::Notify(id, token))
+    /// Calls the handler's `on_notify(token)` for connection `id`, on its
+    /// loop. Safe from any thread.
+    pub fn notify(&self, id: ConnId, token: u64) -> Result<(), SendError> {
+        self.try_post(id.loop_index(), Command::Notify(id, token))
     }
 
-    /// Calls `on_loop_notify(token)` on service `service`'s handler on loop
+    /// Calls `on_loop_notify(token)` on `service`'s handler on loop
     /// `loop_index`: work for a loop rather than for one connection (say,
-    /// "deliver what is new in this room to your members"). Returns false if
-    /// there is no such loop or it has exited. Safe from any thread.
-    pub fn notify_loop(&self, loop_index: usize, service: usize, token: u64) -> bool {
-        self.post(loop_index, Command::NotifyLoop(service, token))
+    /// "deliver what is new in this room to your members"). Each call runs
+    /// once; callers that post often may coalesce themselves. Safe from any
+    /// thread.
+    pub fn notify_loop(&self, loop_index: usize, service: ServiceId, token: u64) -> Result<(), SendError> {
+        self.try_post(loop_index, Command::NotifyLoop(loop_index, service, token))
     }
 
-    /// Index of the service called `name`.
-    pub fn service_index(&self, name: &str) -> Option<usize> {
-        self.shared.services.iter().position(|s| s.name == name)
+    /// Messages refused so far because a loop's mailbox was full, over all
+    /// loops. Safe from any thread.
+    pub fn mailbox_refusals(&self) -> u64 {
+        self.shared.mailboxes.iter().map(|m| m.refused.load(Ordering::Relaxed)).sum()
     }
 
-    /// The address service `service` listens on.
-    pub fn local_addr(&self, service: usize) -> Option<SocketAddr> {
-        self.shared.services.get(service).map(|s| s.local_addr)
+    /// The services, in registration order. Safe from any thread.
+    pub fn services(&self) -> Vec<ServiceId> {
+        (0..self.shared.services.len()).map(ServiceId::from_index).collect()
     }
 
-    /// Counters of one service, summed over all loops.
-    pub fn stats(&self, service: usize) -> Option<ServiceStats> {
-        let s = self.shared.services.get(service)?;
-        Some(ServiceStats::sum(&s.name, s.open.load(Ordering::Relaxed) as u64, s.counters.iter()))
+    /// The service called `name`. Safe from any thread.
+    pub fn service_id(&self, name: &str) -> Option<ServiceId> {
+        self.shared.services.iter().position(|s| s.name == name).map(ServiceId::from_index)
     }
 
-    /// Counters of every service, in registration order.
+    /// The address `service` listens on. Safe from any thread.
+    pub fn local_addr(&self, service: ServiceId) -> Option<SocketAddr> {
+        self.shared.service(service).map(|s| s.local_addr)
+    }
+
+    /// Counters of one service, summed over all loops (each loop's are
+    /// read as they are: a snapshot, not a transaction). Safe from any
+    /// thread.
+    pub fn stats(&self, service: ServiceId) -> Option<ServiceStats> {
+        let s = self.shared.service(service)?;
+        Some(ServiceStats::sum(&s.name, s.sockets.load(Ordering::Relaxed) as u64, s.counters.iter()))
+    }
+
+    /// Counters of every service, in registration order. Safe from any
+    /// thread.
     pub fn all_stats(&self) -> Vec<ServiceStats> {
-        (0..self.shared.services.len()).filter_map(|i| self.stats(i)).collect()
+        self.services().into_iter().filter_map(|i| self.stats(i)).collect()
     }
 
-    /// The config a service runs with now.
-    pub fn config(&self, service: usize) -> Option<Arc<ServiceConfig>> {
-        let s = self.shared.services.get(service)?;
-        Some(s.config.lock().map_or_else(|e| e.into_inner().clone(), |c| c.clone()))
+    /// The config a service runs with now. Safe from any thread.
+    pub fn config(&self, service: ServiceId) -> Option<Arc<ServiceConfig>> {
+        Some(self.shared.service(service)?.config())
     }
 
     /// Applies new limits to a running service without dropping any
     /// connection. The name and backlog cannot change (they belong to the
-    /// listener); other fields apply from the next event on.
-    pub fn reconfigure(&self, service: usize, mut config: ServiceConfig) -> Result<(), String> {
-        let s = self.shared.services.get(service).ok_or_else(|| format!("no service {service}"))?;
-        config.validate()?;
+    /// listener); other fields apply on each loop from its next turn.
+    /// Safe from any thread; never refused for a full mailbox.
+    pub fn reconfigure(&self, service: ServiceId, mut config: ServiceConfig) -> Result<(), ReconfigureError> {
+        let s = self.shared.service(service).ok_or(ReconfigureError::UnknownService(service))?;
+        config.validate().map_err(ReconfigureError::Invalid)?;
         config.name = s.name.clone();
         let config = Arc::new(config);
         s.max_connections.store(config.max_connections, Ordering::Relaxed);
@@ -177,33 +258,31 @@ impl ReactorHandle {
             Ok(mut c) => *c = config.clone(),
             Err(e) => *e.into_inner() = config.clone(),
         }
-        for i in 0..self.loops() {
-            self.post(i, Command::Reconfigure(service, config.clone()));
-        }
+        self.post_control(|| Command::Reconfigure(service, config.clone()));
         Ok(())
     }
 
     /// Stops accepting new connections on every service; open ones go on.
+    /// Safe from any thread.
     pub fn stop_accepting(&self) {
-        for i in 0..self.loops() {
-            self.post(i, Command::StopAccepting);
-        }
+        self.post_control(|| Command::StopAccepting);
     }
 
     /// Begins a graceful shutdown: stop accepting, call every handler's
-    /// `on_shutdown`, flush queued output and close; connections still open
-    /// after `grace` are closed. Returns at once; [`Reactor::join`] waits.
+    /// `on_shutdown`, then close each connection the usual way (flush, FIN,
+    /// linger); connections still there after `grace` are closed at once.
+    /// Returns at once; [`Reactor::join`] waits. Safe from any thread (a
+    /// signal-handling thread, say).
     ///
     /// [`Reactor::join`]: crate::Reactor::join
     pub fn shutdown(&self, grace: Duration) {
         self.shared.shutting_down.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + grace;
-        for i in 0..self.loops() {
-            self.post(i, Command::Shutdown(deadline));
-        }
+        self.post_control(|| Command::Shutdown(deadline));
     }
 
-    /// True once [`ReactorHandle::shutdown`] was called.
+    /// True once [`ReactorHandle::shutdown`] was called. Safe from any
+    /// thread.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.shutting_down.load(Ordering::SeqCst)
     }

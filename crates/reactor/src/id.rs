@@ -30,7 +30,8 @@ pub(crate) const MAX_LOOPS: usize = 256;
 pub struct ConnId(u64);
 
 impl ConnId {
-    pub(crate) fn new(loop_index: usize, service: usize, generation: u32, slot: usize) -> ConnId {
+    pub(crate) fn new(loop_index: usize, service: ServiceId, generation: u32, slot: usize) -> ConnId {
+        let service = service.0;
         debug_assert!(loop_index < MAX_LOOPS && service <= MAX_SERVICES && slot <= MAX_SLOTS);
         ConnId(
             (loop_index as u64) << (SERVICE_BITS + GEN_BITS + SLOT_BITS)
@@ -45,9 +46,9 @@ impl ConnId {
         (self.0 >> (SERVICE_BITS + GEN_BITS + SLOT_BITS)) as usize
     }
 
-    /// Index of the service (in registration order) the connection belongs to.
-    pub fn service(self) -> usize {
-        ((self.0 >> (GEN_BITS + SLOT_BITS)) & ((1 << SERVICE_BITS) - 1)) as usize
+    /// The service the connection belongs to.
+    pub fn service(self) -> ServiceId {
+        ServiceId(((self.0 >> (GEN_BITS + SLOT_BITS)) & ((1 << SERVICE_BITS) - 1)) as usize)
     }
 
     pub(crate) fn generation(self) -> u32 {
@@ -74,12 +75,12 @@ impl ConnId {
 
     /// The id a context carries when it has no current connection (in
     /// `on_loop_notify`): it names no connection, so sends to it are dropped.
-    pub(crate) fn none(loop_index: usize, service: usize) -> ConnId {
+    pub(crate) fn none(loop_index: usize, service: ServiceId) -> ConnId {
         ConnId::new(loop_index, service, 0, MAX_SLOTS)
     }
 
     /// Token of a service's listener on a loop: the reserved all-ones slot.
-    pub(crate) fn listener_token(loop_index: usize, service: usize) -> mio::Token {
+    pub(crate) fn listener_token(loop_index: usize, service: ServiceId) -> mio::Token {
         ConnId::new(loop_index, service, 0, MAX_SLOTS).token()
     }
 
@@ -92,13 +93,47 @@ impl ConnId {
     }
 }
 
+/// Names one service of a reactor (a listener, its handler and its limits):
+/// the `n`-th registered with [`ReactorBuilder::service`], counting from 0.
+///
+/// A type of its own so that it cannot be mistaken for a loop index. Get it
+/// from [`ReactorHandle::service_id`] by name, from [`ConnId::service`], from
+/// [`Context::service`], or, for the services a program registered itself,
+/// with [`ServiceId::from_index`].
+///
+/// [`ReactorBuilder::service`]: crate::ReactorBuilder::service
+/// [`ReactorHandle::service_id`]: crate::ReactorHandle::service_id
+/// [`Context::service`]: crate::Context::service
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(usize);
+
+impl ServiceId {
+    /// The service registered `index`-th (0 for the first). An index past the
+    /// services a reactor has names none: methods given it return `None` or
+    /// an error.
+    pub const fn from_index(index: usize) -> ServiceId {
+        ServiceId(index)
+    }
+
+    /// Its registration index, e.g. to index a table of per-service data.
+    pub const fn index(self) -> usize {
+        self.0
+    }
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "service {}", self.0)
+    }
+}
+
 impl fmt::Debug for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "ConnId(loop {} service {} slot {} gen {})",
             self.loop_index(),
-            self.service(),
+            self.service().0,
             self.slot(),
             self.generation()
         )
@@ -107,7 +142,7 @@ impl fmt::Debug for ConnId {
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}#{}", self.loop_index(), self.service(), self.slot(), self.generation())
+        write!(f, "{}.{}.{}#{}", self.loop_index(), self.service().0, self.slot(), self.generation())
     }
 }
 
@@ -117,9 +152,9 @@ mod tests {
 
     #[test]
     fn fields_round_trip() {
-        let id = ConnId::new(3, 7, 0x00AB_CDEF, 123_456);
+        let id = ConnId::new(3, ServiceId(7), 0x00AB_CDEF, 123_456);
         assert_eq!(id.loop_index(), 3);
-        assert_eq!(id.service(), 7);
+        assert_eq!(id.service(), ServiceId(7));
         assert_eq!(id.generation(), 0x00AB_CDEF);
         assert_eq!(id.slot(), 123_456);
         assert_eq!(ConnId::from_token(id.token()), id);
@@ -128,17 +163,17 @@ mod tests {
 
     #[test]
     fn generation_wraps_within_its_bits() {
-        let id = ConnId::new(255, 254, u32::MAX, MAX_SLOTS - 1);
+        let id = ConnId::new(255, ServiceId(254), u32::MAX, MAX_SLOTS - 1);
         assert_eq!(id.loop_index(), 255);
-        assert_eq!(id.service(), 254);
+        assert_eq!(id.service(), ServiceId(254));
         assert_eq!(id.generation(), GEN_MASK);
         assert_eq!(id.slot(), MAX_SLOTS - 1);
         assert!(!id.is_listener());
-        assert!(ConnId::from_token(ConnId::listener_token(1, 2)).is_listener());
+        assert!(ConnId::from_token(ConnId::listener_token(1, ServiceId(2))).is_listener());
     }
 
     #[test]
     fn same_slot_new_generation_differs() {
-        assert_ne!(ConnId::new(0, 0, 1, 5), ConnId::new(0, 0, 2, 5));
+        assert_ne!(ConnId::new(0, ServiceId(0), 1, 5), ConnId::new(0, ServiceId(0), 2, 5));
     }
 }

@@ -21,12 +21,23 @@ pub(crate) struct Counters {
     pub idle_timeouts: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub panics: AtomicU64,
+    /// Messages a connection's codec refused (sent to it from elsewhere).
+    pub refused: AtomicU64,
+    /// A gauge: connections whose close is decided but whose socket is
+    /// still flushing or lingering.
+    pub closing: AtomicU64,
 }
 
 impl Counters {
+    #[inline]
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         // A plain load+store: this loop is the only writer.
         counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn sub(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
     }
 }
 
@@ -37,8 +48,12 @@ pub struct ServiceStats {
     pub name: String,
     /// Connections accepted (not counting ones rejected at the limit).
     pub accepted: u64,
-    /// Connections open now.
+    /// Connections open now: accepted and not yet closed from the handler's
+    /// view (`on_close` has not run).
     pub open: u64,
+    /// Connections whose close is decided but whose socket is still writing
+    /// its last output or lingering for the peer's FIN.
+    pub closing: u64,
     /// Connections closed, for any reason.
     pub closed: u64,
     /// Connections refused because the service was at `max_connections`.
@@ -49,10 +64,14 @@ pub struct ServiceStats {
     pub bytes_in: u64,
     /// Bytes written to peers.
     pub bytes_out: u64,
-    /// Frames decoded (counted by framed handlers).
+    /// Messages decoded by the service's codec (frames, requests).
     pub frames_in: u64,
-    /// Frames sent (counted by framed handlers).
+    /// Messages encoded by the service's codec: replies, and messages sent
+    /// to its connections from elsewhere.
     pub frames_out: u64,
+    /// Messages sent to a connection from elsewhere that its codec refused
+    /// (an HTTP connection takes no pushed message, say).
+    pub refused: u64,
     /// Connections closed because their output queue passed its limit.
     pub slow_consumers: u64,
     /// Connections closed for being silent past the idle timeout.
@@ -64,8 +83,12 @@ pub struct ServiceStats {
 }
 
 impl ServiceStats {
-    pub(crate) fn sum<'a>(name: &str, open: u64, loops: impl Iterator<Item = &'a Counters>) -> ServiceStats {
-        let mut s = ServiceStats { name: name.to_string(), open, ..ServiceStats::default() };
+    pub(crate) fn sum<'a>(
+        name: &str,
+        sockets: u64,
+        loops: impl Iterator<Item = &'a Counters>,
+    ) -> ServiceStats {
+        let mut s = ServiceStats { name: name.to_string(), ..ServiceStats::default() };
         for c in loops {
             s.accepted += c.accepted.load(Relaxed);
             s.closed += c.closed.load(Relaxed);
@@ -79,7 +102,12 @@ impl ServiceStats {
             s.idle_timeouts += c.idle_timeouts.load(Relaxed);
             s.protocol_errors += c.protocol_errors.load(Relaxed);
             s.panics += c.panics.load(Relaxed);
+            s.refused += c.refused.load(Relaxed);
+            s.closing = s.closing.wrapping_add(c.closing.load(Relaxed));
         }
+        // Read apart from `sockets`: a close in between may skew it by one.
+        s.closing = s.closing.min(sockets);
+        s.open = sockets - s.closing;
         s
     }
 }

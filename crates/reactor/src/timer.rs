@@ -55,11 +55,14 @@ impl Ord for Timer {
 
 /// Deadlines of one loop. Timers of closed connections are not removed: they
 /// fire, miss on the generation check and are dropped, which is cheaper than
-/// finding them. Cancelled user timers are remembered until they come up.
+/// finding them. User timers (the only ones a caller can cancel) are listed
+/// while armed: cancelling one takes it off the list and it is skipped when
+/// it comes up; cancelling one that already fired or was cancelled does
+/// nothing, so nothing is remembered past a timer's deadline.
 #[derive(Default)]
 pub(crate) struct TimerQueue {
     heap: BinaryHeap<Timer>,
-    cancelled: HashSet<u64>,
+    armed: HashSet<u64>,
     next_seq: u64,
 }
 
@@ -67,14 +70,15 @@ impl TimerQueue {
     pub(crate) fn insert(&mut self, deadline: Instant, target: ConnId, kind: TimerKind) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
+        if matches!(kind, TimerKind::User(_)) {
+            self.armed.insert(seq);
+        }
         self.heap.push(Timer { deadline, seq, target, kind });
         TimerKey(seq)
     }
 
     pub(crate) fn cancel(&mut self, key: TimerKey) {
-        if key.0 < self.next_seq {
-            self.cancelled.insert(key.0);
-        }
+        self.armed.remove(&key.0);
     }
 
     /// The earliest deadline, if any timer is armed.
@@ -89,8 +93,8 @@ impl TimerQueue {
                 return None;
             }
             let t = self.heap.pop()?;
-            if !self.cancelled.is_empty() && self.cancelled.remove(&t.seq) {
-                continue;
+            if matches!(t.kind, TimerKind::User(_)) && !self.armed.remove(&t.seq) {
+                continue; // cancelled
             }
             return Some(t);
         }
@@ -110,7 +114,7 @@ mod tests {
     #[test]
     fn fires_in_deadline_order_and_skips_cancelled() {
         let t0 = Instant::now();
-        let id = ConnId::new(0, 0, 1, 1);
+        let id = ConnId::new(0, crate::id::ServiceId::from_index(0), 1, 1);
         let mut q = TimerQueue::default();
         q.insert(t0 + Duration::from_millis(30), id, TimerKind::User(3));
         let k = q.insert(t0 + Duration::from_millis(10), id, TimerKind::User(1));
@@ -123,5 +127,28 @@ mod tests {
         assert_eq!(fired, vec![TimerKind::User(2), TimerKind::User(22)]);
         assert_eq!(q.next_deadline(), Some(t0 + Duration::from_millis(30)));
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn cancelling_a_fired_or_cancelled_timer_leaves_nothing_behind() {
+        let t0 = Instant::now();
+        let id = ConnId::new(0, crate::id::ServiceId::from_index(0), 1, 1);
+        let mut q = TimerQueue::default();
+        let fired = q.insert(t0, id, TimerKind::User(1));
+        assert!(q.pop_due(t0).is_some());
+        q.cancel(fired);
+        let cancelled = q.insert(t0, id, TimerKind::User(2));
+        q.cancel(cancelled);
+        q.cancel(cancelled);
+        assert!(q.pop_due(t0).is_none());
+        assert!(q.armed.is_empty(), "a key is kept only while its timer is armed");
+        // Many set-and-cancel rounds keep the queue bounded by what is armed.
+        for i in 0..1000 {
+            let k = q.insert(t0 + Duration::from_millis(i), id, TimerKind::User(i));
+            q.cancel(k);
+        }
+        assert!(q.armed.is_empty());
+        while q.pop_due(t0 + Duration::from_secs(2)).is_some() {}
+        assert_eq!(q.len(), 0);
     }
 }

@@ -136,6 +136,21 @@ impl WriteQueue {
     pub(crate) fn write_to<W: Write>(&mut self, w: &mut W, pool: &mut BufferPool) -> io::Result<usize> {
         let mut written = 0;
         while self.len > 0 {
+            if self.segments.is_empty() {
+                // Only the tail (the usual case: replies encoded in place):
+                // one plain write, no slice array to fill.
+                match w.write(&self.tail) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        self.advance(n);
+                        written += n;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
             let n = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut count = 0;
@@ -164,6 +179,23 @@ impl WriteQueue {
             self.release(pool);
         }
         Ok(written)
+    }
+
+    /// The first queued chunk (empty if nothing is queued).
+    pub(crate) fn front(&self) -> &[u8] {
+        match self.segments.front() {
+            Some(seg) => seg,
+            None => &self.tail,
+        }
+    }
+
+    /// Drops the first `n` queued bytes (a transport took them); the
+    /// buffers go back to `pool` once the queue is empty.
+    pub(crate) fn consume(&mut self, n: usize, pool: &mut BufferPool) {
+        self.advance(n.min(self.len));
+        if self.len == 0 {
+            self.release(pool);
+        }
     }
 
     fn advance(&mut self, mut n: usize) {

@@ -5,11 +5,14 @@
 //! registered once for READABLE | WRITABLE (edge-triggered), so partial
 //! writes never cost an `epoll_ctl`. On readiness: read until the socket is
 //! drained (`WouldBlock`, or by default a short read, as tokio does; see
-//! `--read-until-would-block`) into the connection's 16 KiB input buffer, copy every complete frame
-//! (4-byte big-endian length + payload, max payload 1 MiB) into its output
-//! buffer, then one `write` for everything queued. An unsent tail stays in
-//! the output buffer and goes out on the next WRITABLE event. EOF, a read or
-//! write error, or an over-long frame close the connection.
+//! `--read-until-would-block`) into the connection's 16 KiB input buffer,
+//! then write every complete frame (4-byte big-endian length + payload, max
+//! payload 1 MiB) straight out of the input buffer with one `write`: no copy
+//! and no output buffer while the socket takes everything. Only what the
+//! socket did not take is copied to the output buffer, which goes out on
+//! the next WRITABLE event (and while it is not empty, new frames queue
+//! behind it, to keep their order). EOF, a read or write error, or an
+//! over-long frame close the connection.
 //!
 //! A client that does not read cannot make the output buffer grow without
 //! bound: above `MAX_PENDING_OUT` the connection stops reading until its
@@ -157,8 +160,8 @@ fn accept_all(listener: &TcpListener, conns: &mut Slab<Conn>, poll: &Poll) -> bo
 }
 
 impl Conn {
-    /// Reads until `WouldBlock`, queues every complete frame, then writes
-    /// once.
+    /// Reads until the socket is drained; after each read, echoes every
+    /// complete frame straight out of the input buffer.
     fn on_readable(&mut self) -> Status {
         if self.paused {
             return Status::Open;
@@ -170,15 +173,17 @@ impl Conn {
             match self.stream.read(&mut self.inbuf[self.in_len..]) {
                 Ok(0) => {
                     // EOF: echo what is complete, then close.
+                    let _ = self.echo_frames();
                     let _ = self.write_out();
                     return Status::Close;
                 }
                 Ok(n) => {
                     let short = self.in_len + n < self.inbuf.len();
                     self.in_len += n;
-                    if !self.queue_frames() {
-                        let _ = self.write_out();
-                        return Status::Close; // frame over MAX_FRAME
+                    match self.echo_frames() {
+                        Ok(true) => {}
+                        // A frame over MAX_FRAME, or a write error.
+                        _ => return Status::Close,
                     }
                     if self.pending_out() > MAX_PENDING_OUT {
                         self.paused = true;
@@ -193,7 +198,7 @@ impl Conn {
                 Err(_) => return Status::Close,
             }
         }
-        self.write_out()
+        Status::Open
     }
 
     /// Writes the pending tail; resumes reading once the output drained.
@@ -214,10 +219,12 @@ impl Conn {
         self.out.len() - self.out_pos
     }
 
-    /// Moves every complete frame (head included) from the input buffer to
-    /// the output buffer and compacts the input buffer. False if a frame
-    /// announces more than `MAX_FRAME` bytes.
-    fn queue_frames(&mut self) -> bool {
+    /// Sends every complete frame (head included) at the front of the input
+    /// buffer: written straight from it when no older output is pending
+    /// (the unsent rest, if any, is copied to the output buffer), else
+    /// appended behind that output. Then compacts the input buffer.
+    /// `Ok(false)` if a frame announces more than `MAX_FRAME` bytes.
+    fn echo_frames(&mut self) -> io::Result<bool> {
         let mut pos = 0;
         let mut ok = true;
         while self.in_len - pos >= HEAD {
@@ -231,21 +238,41 @@ impl Conn {
             }
             pos += HEAD + len;
         }
-        if pos > 0 {
+        if pos == 0 {
+            return Ok(ok);
+        }
+        let mut sent = 0;
+        if self.pending_out() == 0 {
+            while sent < pos {
+                match self.stream.write(&self.inbuf[sent..pos]) {
+                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if sent < pos {
             if self.out_pos > 0 {
                 // Drop what was written; keeps `out` bounded by the pending bytes.
                 self.out.drain(..self.out_pos);
                 self.out_pos = 0;
             }
-            self.out.extend_from_slice(&self.inbuf[..pos]);
-            self.inbuf.copy_within(pos..self.in_len, 0);
-            self.in_len -= pos;
+            self.out.extend_from_slice(&self.inbuf[sent..pos]);
         }
-        ok
+        self.inbuf.copy_within(pos..self.in_len, 0);
+        self.in_len -= pos;
+        // Shrink the input buffer back after a large frame went through.
+        if self.inbuf.len() > READ_BUF && self.in_len <= READ_BUF {
+            self.inbuf.truncate(READ_BUF);
+            self.inbuf.shrink_to_fit();
+        }
+        Ok(ok)
     }
 
     /// Called with a full input buffer, which then holds no complete frame
-    /// (`queue_frames` ran) and starts with a frame of at most `MAX_FRAME`
+    /// (`echo_frames` ran) and starts with a frame of at most `MAX_FRAME`
     /// bytes that needs more room: grows the buffer to fit it.
     fn grow_for_frame(&mut self) {
         let len = frame_len(&self.inbuf);
@@ -272,11 +299,6 @@ impl Conn {
         }
         self.out.clear();
         self.out_pos = 0;
-        // Shrink the input buffer back after a large frame went through.
-        if self.inbuf.len() > READ_BUF && self.in_len <= READ_BUF {
-            self.inbuf.truncate(READ_BUF);
-            self.inbuf.shrink_to_fit();
-        }
         Status::Open
     }
 }

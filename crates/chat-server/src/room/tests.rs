@@ -36,7 +36,7 @@ fn drain(r: &mut RoomState, l: usize) -> Vec<(Vec<ConnId>, String)> {
         events
             .map(|e| {
                 let to: Vec<ConnId> = ids.iter().copied().filter(|&i| Some(i) != e.skip).collect();
-                (to, String::from_utf8(e.frame.to_vec()).unwrap())
+                (to, String::from_utf8(e.payload.to_vec()).unwrap())
             })
             .collect()
     };
@@ -48,9 +48,9 @@ fn drain(r: &mut RoomState, l: usize) -> Vec<(Vec<ConnId>, String)> {
 fn each_loop_delivers_the_one_stream_in_order() {
     let mut r = room(2);
     let (a, b, c) = (id(0, 1), id(1, 2), id(1, 3));
-    r.add_member(a, "a".into(), Door::Frames);
-    r.add_member(b, "b".into(), Door::Frames);
-    r.add_member(c, "c".into(), Door::Frames);
+    r.add_member(a, "a".into());
+    r.add_member(b, "b".into());
+    r.add_member(c, "c".into());
     publish(&mut r, 1, Some(a));
     publish(&mut r, 2, Some(b));
     // Loop 0 delivers first, then loop 1 catches up on both, in order.
@@ -69,10 +69,10 @@ fn each_loop_delivers_the_one_stream_in_order() {
 fn a_member_gets_exactly_what_is_published_while_it_is_in() {
     let mut r = room(2);
     let (a, b) = (id(0, 1), id(0, 2));
-    r.add_member(a, "a".into(), Door::Frames);
+    r.add_member(a, "a".into());
     publish(&mut r, 1, None);
     assert_eq!(drain(&mut r, 0).len(), 1, "the loop delivers before the join");
-    r.add_member(b, "b".into(), Door::Frames);
+    r.add_member(b, "b".into());
     publish(&mut r, 2, None);
     assert_eq!(drain(&mut r, 0), vec![(vec![a, b], "f2".into())]);
     // Leave: the loop delivers first, then the member goes.
@@ -87,14 +87,14 @@ fn a_member_gets_exactly_what_is_published_while_it_is_in() {
 #[test]
 fn a_loop_without_members_holds_no_events() {
     let mut r = room(3);
-    r.add_member(id(0, 1), "a".into(), Door::Frames);
+    r.add_member(id(0, 1), "a".into());
     publish(&mut r, 1, None);
     publish(&mut r, 2, None);
     assert_eq!(r.loops_with_members().collect::<Vec<_>>(), vec![0]);
     drain(&mut r, 0);
     assert!(r.events.is_empty(), "loops 1 and 2 have nobody to deliver to");
     // A first member on loop 2 starts at the head, not at old events.
-    r.add_member(id(2, 5), "e".into(), Door::Frames);
+    r.add_member(id(2, 5), "e".into());
     assert!(drain(&mut r, 2).is_empty());
 }
 
@@ -105,7 +105,7 @@ fn a_room_without_members_keeps_no_stream_but_keeps_its_tail() {
     assert!(r.events.is_empty());
     assert_eq!(r.history(None, 10, 10), HistoryPlan::Tail { entries: vec![entry(1)], recovered: false });
     let a = id(0, 1);
-    r.add_member(a, "a".into(), Door::Frames);
+    r.add_member(a, "a".into());
     publish(&mut r, 2, None);
     r.remove_member(a);
     assert!(r.events.is_empty(), "the last member leaving drops the stream");
@@ -115,7 +115,7 @@ fn a_room_without_members_keeps_no_stream_but_keeps_its_tail() {
 #[test]
 fn queue_marks_coalesce_wakes() {
     let mut r = room(2);
-    r.add_member(id(1, 1), "a".into(), Door::Frames);
+    r.add_member(id(1, 1), "a".into());
     assert!(r.queue_for(1));
     assert!(!r.queue_for(1), "queued once until it delivers");
     r.queue_reset(1);

@@ -1,10 +1,11 @@
-//! One upgraded connection: tungstenite's `WebSocketContext` reading from
-//! the reactor's input and writing (pongs, close replies) into the
-//! connection's output, and the handler the messages go to.
+//! One upgraded connection's stream, on the codec's side: tungstenite's
+//! `WebSocketContext` reading from the reactor's input. What tungstenite
+//! writes by itself while reading (pongs, the answer to a close) is kept
+//! here until the service sends it (`WsPending`): a codec decodes, it does
+//! not write.
 
-use super::{close_code, frame, WebSocketHandler, WsContext, WsMessage};
-use bytes::{Buf, BytesMut};
-use reactor::{CloseReason, Context};
+use super::close_code;
+use bytes::{Buf, Bytes, BytesMut};
 use std::io::{self, Read, Write};
 use tungstenite::error::{CapacityError, Error, ProtocolError};
 use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
@@ -17,15 +18,27 @@ use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
 /// connection's input, which is memory here, not a system call.
 const READ_BUFFER: usize = 64;
 
-/// The stream tungstenite sees: reads drain the bytes the reactor read,
-/// writes append to the connection's output. Reads never block; an empty
-/// input is `WouldBlock`, which tungstenite takes as "more later".
-struct Io<'i, 'c, 'a> {
-    input: &'i mut BytesMut,
-    cx: &'c mut Context<'a>,
+/// What happened on a WebSocket, as the codec hands it to the service.
+pub(crate) enum WsEvent {
+    /// A whole binary message.
+    Binary(Bytes),
+    /// A whole text message (UTF-8 checked).
+    Text(tungstenite::Utf8Bytes),
+    /// The peer closed (its close frame is answered in `pending`).
+    Closed,
+    /// The peer broke the protocol: close with this code and reason.
+    Failed(u16, String),
 }
 
-impl Read for Io<'_, '_, '_> {
+/// The stream tungstenite sees: reads drain the bytes the reactor read
+/// (an empty input is `WouldBlock`, which tungstenite takes as "more
+/// later"); writes go to `pending`.
+struct Io<'i, 'o> {
+    input: &'i mut BytesMut,
+    pending: &'o mut BytesMut,
+}
+
+impl Read for Io<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.input.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -37,10 +50,9 @@ impl Read for Io<'_, '_, '_> {
     }
 }
 
-impl Write for Io<'_, '_, '_> {
+impl Write for Io<'_, '_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // Dropped, like any send, once the connection is closing.
-        self.cx.write(buf);
+        self.pending.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -64,102 +76,68 @@ fn failure(e: &Error) -> (u16, String) {
     }
 }
 
-/// An upgraded connection's WebSocket state. Boxed in the HTTP connection.
-pub(crate) struct WsConn {
+/// An upgraded connection's WebSocket stream. Boxed in the codec state.
+pub(crate) struct WsStream {
     ctx: WebSocketContext,
-    handler: Box<dyn WebSocketHandler>,
-    /// A close frame was sent (or the peer's answered): nothing more goes out.
-    closing: bool,
+    /// Bytes tungstenite wrote by itself, not yet sent.
+    pub(crate) pending: BytesMut,
+    /// A close frame was sent or answered: nothing more goes out, input is
+    /// discarded.
+    pub(crate) closing: bool,
 }
 
-impl WsConn {
-    pub(crate) fn new(handler: Box<dyn WebSocketHandler>, max_message: usize) -> WsConn {
+impl WsStream {
+    pub(crate) fn new(max_message: usize) -> WsStream {
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(0)
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message))
             .accept_unmasked_frames(false);
-        WsConn { ctx: WebSocketContext::new(Role::Server, Some(config)), handler, closing: false }
+        WsStream {
+            ctx: WebSocketContext::new(Role::Server, Some(config)),
+            pending: BytesMut::new(),
+            closing: false,
+        }
     }
 
-    pub(crate) fn open(&mut self, cx: &mut Context<'_>) {
-        self.handler.on_open(&mut WsContext::new(cx, &mut self.closing));
-    }
-
-    /// Decodes what arrived and hands each message to the handler.
-    pub(crate) fn on_data(&mut self, cx: &mut Context<'_>, input: &mut BytesMut) {
-        while !self.closing && cx.is_open() {
-            let read = self.ctx.read(&mut Io { input: &mut *input, cx: &mut *cx });
-            match read {
-                Ok(Message::Binary(b)) => {
-                    self.handler.on_message(&mut WsContext::new(cx, &mut self.closing), WsMessage::Binary(&b))
-                }
-                Ok(Message::Text(t)) => {
-                    self.handler.on_message(&mut WsContext::new(cx, &mut self.closing), WsMessage::Text(&t))
-                }
-                // Pings are answered by tungstenite (written on the next
-                // read or flush, below); pongs need nothing.
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+    /// The next event from `input` (consumed as it is read); `None` when
+    /// more input is needed.
+    pub(crate) fn decode(&mut self, input: &mut BytesMut) -> Option<WsEvent> {
+        if self.closing {
+            input.clear();
+            return None;
+        }
+        loop {
+            let read = self.ctx.read(&mut Io { input: &mut *input, pending: &mut self.pending });
+            return Some(match read {
+                Ok(Message::Binary(b)) => WsEvent::Binary(b),
+                Ok(Message::Text(t)) => WsEvent::Text(t),
+                // Pings are answered by tungstenite (into `pending`); pongs
+                // need nothing.
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
                 Ok(Message::Close(_)) => {
-                    // tungstenite queued the reply close frame: write it, then close.
-                    let _ = self.ctx.flush(&mut Io { input: &mut *input, cx: &mut *cx });
+                    // tungstenite queued the answer: into `pending` with it.
+                    let _ = self.ctx.flush(&mut Io { input: &mut *input, pending: &mut self.pending });
                     self.closing = true;
-                    cx.close_with(CloseReason::PeerClosed);
+                    WsEvent::Closed
                 }
-                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A pong owed goes out with this read's output.
+                    let _ = self.ctx.flush(&mut Io { input: &mut *input, pending: &mut self.pending });
+                    return None;
+                }
                 Err(Error::ConnectionClosed | Error::AlreadyClosed) => {
                     self.closing = true;
-                    cx.close_with(CloseReason::PeerClosed);
+                    WsEvent::Closed
                 }
                 Err(e) => {
                     let (code, why) = failure(&e);
-                    self.fail(cx, code, &why);
+                    // The service sends the close frame (and sets `closing`).
+                    input.clear();
+                    WsEvent::Failed(code, why)
                 }
-            }
+            });
         }
-        if self.closing {
-            input.clear();
-        } else {
-            // An automatic pong still owed goes out with this turn's output.
-            let _ = self.ctx.flush(&mut Io { input: &mut *input, cx: &mut *cx });
-        }
-    }
-
-    /// Fails the connection (RFC 6455 section 7.1.7): a close frame with
-    /// `code`, then the TCP close; input from now on is discarded.
-    pub(crate) fn fail(&mut self, cx: &mut Context<'_>, code: u16, why: &str) {
-        if self.closing {
-            return;
-        }
-        self.closing = true;
-        log::debug!("http1: websocket {}: closing with {code}: {why}", cx.id());
-        cx.write_with(|buf| frame::encode_close(code, why, buf));
-        let reason = if code == close_code::PROTOCOL_ERROR
-            || code == close_code::INVALID_PAYLOAD
-            || code == close_code::TOO_BIG
-        {
-            CloseReason::Protocol(format!("websocket {code}: {why}"))
-        } else {
-            CloseReason::Local
-        };
-        cx.close_with(reason);
-    }
-
-    pub(crate) fn timer(&mut self, cx: &mut Context<'_>, token: u64) {
-        self.handler.on_timer(&mut WsContext::new(cx, &mut self.closing), token);
-    }
-
-    pub(crate) fn notify(&mut self, cx: &mut Context<'_>, token: u64) {
-        self.handler.on_notify(&mut WsContext::new(cx, &mut self.closing), token);
-    }
-
-    pub(crate) fn shutdown(&mut self, cx: &mut Context<'_>) {
-        self.handler.on_shutdown(&mut WsContext::new(cx, &mut self.closing));
-        WsContext::new(cx, &mut self.closing).close(close_code::GOING_AWAY, "server shutting down");
-    }
-
-    pub(crate) fn closed(mut self, cx: &mut Context<'_>, reason: &CloseReason) {
-        self.handler.on_close(cx, reason);
     }
 }

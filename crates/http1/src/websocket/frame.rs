@@ -1,9 +1,11 @@
-//! Server-to-client frames, encoded straight into a connection's output
-//! (or once into shared bytes, for a fan-out). A server never masks
+//! Server-to-client frames, encoded straight into a connection's output.
+//! A server never masks
 //! (RFC 6455 section 5.1), so a frame is a 2-, 4- or 10-byte header and the
 //! payload; decoding, with its many more cases, is tungstenite's.
 
-use bytes::{BufMut, Bytes, BytesMut};
+#[cfg(test)]
+use bytes::Bytes;
+use bytes::{BufMut, BytesMut};
 
 /// First header byte of a final binary frame.
 pub(crate) const BINARY: u8 = 0x82;
@@ -22,7 +24,15 @@ fn header_len(len: usize) -> usize {
     }
 }
 
-fn put_header(first: u8, len: usize, buf: &mut [u8]) {
+/// Appends the header of a frame of `len` bytes (its payload follows).
+pub(crate) fn put_header(first: u8, len: usize, buf: &mut BytesMut) {
+    let at = buf.len();
+    let need = header_len(len);
+    buf.put_bytes(0, need);
+    write_header(first, len, &mut buf[at..at + need]);
+}
+
+fn write_header(first: u8, len: usize, buf: &mut [u8]) {
     buf[0] = first;
     match len {
         0..=125 => buf[1] = len as u8,
@@ -58,22 +68,14 @@ pub(crate) fn encode_in_place(first: u8, buf: &mut BytesMut, fill: impl FnOnce(&
         }
         _ => {}
     }
-    put_header(first, len, &mut buf[start..start + need]);
+    write_header(first, len, &mut buf[start..start + need]);
 }
 
-/// One binary frame holding `payload`, encoded once to share among many
-/// connections (a room's fan-out).
-pub fn encode_frame(payload: &[u8]) -> Bytes {
+/// One binary frame holding `payload`.
+#[cfg(test)]
+fn encode_frame(payload: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(header_len(payload.len()) + payload.len());
     encode_in_place(BINARY, &mut buf, |b| b.extend_from_slice(payload));
-    buf.freeze()
-}
-
-/// A close frame with `code` and `reason`, to send to a WebSocket
-/// connection from elsewhere (then close it): say, a session taken over.
-pub fn encode_close_frame(code: u16, reason: &str) -> Bytes {
-    let mut buf = BytesMut::with_capacity(2 + 2 + MAX_REASON);
-    encode_close(code, reason, &mut buf);
     buf.freeze()
 }
 

@@ -2,8 +2,11 @@
 //! answered with `101 Switching Protocols`, the same reactor connection
 //! (its write queue, backpressure, slow-consumer policy and deadlines)
 //! carries WebSocket frames, decoded by tungstenite's codec
-//! ([`tungstenite::protocol::WebSocketContext`]) and handed to a
-//! [`WebSocketHandler`].
+//! ([`tungstenite::protocol::WebSocketContext`]) inside the connection's
+//! [`HttpCodec`](crate::HttpCodec) and handed to a [`WebSocketHandler`].
+//! A message another connection sends this one by id
+//! ([`reactor::Context::send_to`], a broadcast) becomes one binary message:
+//! the codec frames it, as a frame codec adds its length prefix.
 //!
 //! The adapter does the handshake (`GET` + `Upgrade: websocket`, version
 //! 13, a 16-byte key), requires masked client frames, answers pings, runs
@@ -22,7 +25,7 @@
 //! struct Echo;
 //!
 //! impl WebSocketHandler for Echo {
-//!     fn on_message(&mut self, cx: &mut WsContext<'_, '_>, msg: WsMessage<'_>) {
+//!     fn on_message(&mut self, cx: &mut WsContext<'_, '_, '_>, msg: WsMessage<'_>) {
 //!         match msg {
 //!             WsMessage::Binary(b) => cx.send_binary(b),
 //!             WsMessage::Text(t) => cx.send_text(t),
@@ -46,15 +49,14 @@
 //! [`HttpConfig::ws_max_message`]: crate::HttpConfig::ws_max_message
 
 mod conn;
-mod frame;
+pub(crate) mod frame;
 pub(crate) mod handshake;
 
-pub use frame::{encode_close_frame, encode_frame};
+pub(crate) use conn::{WsEvent, WsStream};
 
-pub(crate) use conn::WsConn;
-
+use crate::codec::{HttpCodec, WsClose, WsFill};
 use bytes::BytesMut;
-use reactor::{CloseReason, Context};
+use reactor::{CloseReason, ConnContext, Context};
 use std::ops::{Deref, DerefMut};
 
 /// Close codes the adapter and handlers use (RFC 6455 section 7.4.1).
@@ -97,27 +99,27 @@ pub enum WsMessage<'a> {
 /// [`WebSocketHandler::on_notify`], as for any reactor connection.
 pub trait WebSocketHandler: Send + 'static {
     /// The handshake is answered; frames may be sent.
-    fn on_open(&mut self, cx: &mut WsContext<'_, '_>) {
+    fn on_open(&mut self, cx: &mut WsContext<'_, '_, '_>) {
         let _ = cx;
     }
 
     /// A whole message arrived.
-    fn on_message(&mut self, cx: &mut WsContext<'_, '_>, msg: WsMessage<'_>);
+    fn on_message(&mut self, cx: &mut WsContext<'_, '_, '_>, msg: WsMessage<'_>);
 
     /// A timer armed with `cx.set_timer(after, token)` fired (tokens from
     /// `1 << 63` up are the adapter's).
-    fn on_timer(&mut self, cx: &mut WsContext<'_, '_>, token: u64) {
+    fn on_timer(&mut self, cx: &mut WsContext<'_, '_, '_>, token: u64) {
         let _ = (cx, token);
     }
 
     /// `notify(id, token)` reached this connection.
-    fn on_notify(&mut self, cx: &mut WsContext<'_, '_>, token: u64) {
+    fn on_notify(&mut self, cx: &mut WsContext<'_, '_, '_>, token: u64) {
         let _ = (cx, token);
     }
 
     /// The reactor is shutting down: a last message may be sent. The
     /// adapter then closes with 1001 (going away).
-    fn on_shutdown(&mut self, cx: &mut WsContext<'_, '_>) {
+    fn on_shutdown(&mut self, cx: &mut WsContext<'_, '_, '_>) {
         let _ = cx;
     }
 
@@ -132,16 +134,15 @@ pub trait WebSocketHandler: Send + 'static {
 /// a code, and (through `Deref`) everything a reactor [`Context`] does: the
 /// connection id, the loop's clock, timers, sends to other connections.
 ///
-/// Send through [`WsContext::send_binary`] and friends: bytes written with
-/// the raw `Context::write` would not be framed.
-pub struct WsContext<'c, 'a> {
-    cx: &'c mut Context<'a>,
-    closing: &'c mut bool,
+/// Messages go through the connection's codec, framed as WebSocket
+/// messages: a handler cannot write bytes into its stream.
+pub struct WsContext<'w, 'c, 'a> {
+    cx: &'w mut ConnContext<'c, 'a, HttpCodec>,
 }
 
-impl<'c, 'a> WsContext<'c, 'a> {
-    pub(crate) fn new(cx: &'c mut Context<'a>, closing: &'c mut bool) -> WsContext<'c, 'a> {
-        WsContext { cx, closing }
+impl<'w, 'c, 'a> WsContext<'w, 'c, 'a> {
+    pub(crate) fn new(cx: &'w mut ConnContext<'c, 'a, HttpCodec>) -> WsContext<'w, 'c, 'a> {
+        WsContext { cx }
     }
 
     /// Sends a binary message (one frame).
@@ -152,45 +153,38 @@ impl<'c, 'a> WsContext<'c, 'a> {
     /// Sends a binary message whose payload `fill` appends straight into the
     /// connection's output buffer: no buffer of its own per message.
     pub fn send_binary_with(&mut self, fill: impl FnOnce(&mut BytesMut)) {
-        if !*self.closing {
-            self.cx.write_with(|buf| frame::encode_in_place(frame::BINARY, buf, fill));
-        }
+        let Ok(()) = self.cx.send(WsFill(frame::BINARY, fill));
     }
 
     /// Sends a text message.
     pub fn send_text(&mut self, text: &str) {
-        if !*self.closing {
-            self.cx.write_with(|buf| {
-                frame::encode_in_place(frame::TEXT, buf, |b| b.extend_from_slice(text.as_bytes()))
-            });
-        }
+        let Ok(()) =
+            self.cx.send(WsFill(frame::TEXT, |b: &mut BytesMut| b.extend_from_slice(text.as_bytes())));
     }
 
-    /// Starts the close handshake with `code` and a short `reason` (cut to
-    /// the 123 bytes a close frame holds); nothing is sent after it, and the
-    /// connection closes once the close frame is written.
+    /// Sends a close frame with `code` and a short `reason` (cut to the 123
+    /// bytes a close frame holds), after which nothing is sent; the
+    /// connection closes once it is written.
     pub fn close(&mut self, code: u16, reason: &str) {
-        if !*self.closing {
-            *self.closing = true;
-            self.cx.write_with(|buf| frame::encode_close(code, reason, buf));
-            self.cx.close();
-        }
+        let Ok(()) = self.cx.send(WsClose { code, reason });
+        self.cx.close();
     }
 
     /// True once the connection is closing: sends are dropped.
-    pub fn is_closing(&self) -> bool {
-        *self.closing || !self.cx.is_open()
+    pub fn is_closing(&mut self) -> bool {
+        let closing = self.cx.codec_state().ws.as_deref().is_none_or(|ws| ws.closing);
+        closing || !self.cx.is_open()
     }
 }
 
-impl<'a> Deref for WsContext<'_, 'a> {
+impl<'a> Deref for WsContext<'_, '_, 'a> {
     type Target = Context<'a>;
     fn deref(&self) -> &Context<'a> {
         self.cx
     }
 }
 
-impl<'a> DerefMut for WsContext<'_, 'a> {
+impl<'a> DerefMut for WsContext<'_, '_, 'a> {
     fn deref_mut(&mut self) -> &mut Context<'a> {
         self.cx
     }
