@@ -32,11 +32,16 @@ trap cleanup EXIT
 
 cargo build --release -q -p chat-server -p loadgen
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Two free ports at once (bound together, so never the same one twice).
+ports() {
+    python3 -c 'import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])'
+}
 
 start_server() {
-    chat_port=$(port)
-    http_port=$(port)
+    read -r chat_port http_port < <(ports)
     cat > "$work/doors.toml" <<TOML
 threads = 1
 shutdown_grace_ms = 0
@@ -100,9 +105,14 @@ for rate in rates:
         runs = []
         for rep in range(1, reps + 1):
             try:
-                runs.append(json.load(open(f"{out}/{door}-{rate}-{rep}.json")))
+                r = json.load(open(f"{out}/{door}-{rate}-{rep}.json"))
             except (OSError, ValueError):
-                pass
+                continue
+            # A run that never connected measured nothing: said, not counted.
+            if r["errors"]["connect"] or not (r.get("server") or {}).get("us_per", {}).get("delivery"):
+                print(f"<!-- {door} {rate} rep {rep} left out: {r['errors'].get('first')} -->")
+                continue
+            runs.append(r)
         if not runs:
             continue
         med = lambda f: statistics.median(f(r) for r in runs)
