@@ -11,11 +11,11 @@ use tungstenite::error::{CapacityError, Error, ProtocolError};
 use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
 
 /// tungstenite's own read buffer per connection. It is allocated up front
-/// (and grows for a large frame), so an idle connection keeps it: 64 bytes
-/// took an idle chat connection over WebSocket from 1,552 to 1,103 bytes
-/// of server memory against 512 (benches/ws_idle.py); its default, 128 KiB,
-/// is the trap of ANCHORS 8.5. It also bounds each read from the
-/// connection's input, which is memory here, not a system call.
+/// (and grows for a large frame), so an idle connection keeps it: with 64
+/// bytes an idle chat connection over WebSocket costs about 1.2 KB of
+/// server memory, 512 cost about 450 bytes more (benches/ws_idle.py); its
+/// default, 128 KiB, is the trap of ANCHORS 8.5. It also bounds each read
+/// from the connection's input, which is memory here, not a system call.
 const READ_BUFFER: usize = 64;
 
 /// What happened on a WebSocket, as the codec hands it to the service.
