@@ -7,15 +7,17 @@
 //! than `Say` wait (so that, say, a join's history is never split by a
 //! late reply). The queue is bounded per connection.
 
-use crate::core::{send_push, AckTo, ChatCore, RoomRef, Settings, ACK, ACK_FAILED};
+use crate::core::{AckTo, ChatCore, RoomRef, Settings, ACK, ACK_FAILED, KICK};
 use crate::protocol::{
     ClientFrame, ClientFrameRef, DecodeErrorKind, ErrorCode, OkBody, Push, PushRef, RequestRef, ServerFrame,
     PROTOCOL_VERSION,
 };
+use bytes::BytesMut;
 use framing::FrameError;
 use reactor::{CloseReason, Context, Frame, FrameCodec, FrameDecodeError, FramedContext, Handler};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::DerefMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +71,9 @@ pub struct Session {
     /// Requests waiting for `slots` to empty.
     deferred: VecDeque<ClientFrame>,
     next_seq: u64,
+    /// The session credential a WebSocket handshake carried (cookie or
+    /// `Authorization`): a `Login` with its nickname needs no token.
+    preauth: Option<Box<str>>,
 }
 
 impl Session {
@@ -126,7 +131,7 @@ impl ChatService {
 
     /// Takes a decoded request: handled now, or queued behind a reply that
     /// waits for the log.
-    fn take(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: ClientFrameRef<'_>) {
+    fn take<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, frame: ClientFrameRef<'_>) {
         let is_say = matches!(frame.request, RequestRef::Say { .. });
         if matches!(frame.request, RequestRef::Pong { .. }) {
             return; // answers our ping: no reply, nothing to order
@@ -143,7 +148,7 @@ impl ChatService {
     }
 
     /// Answers in request order: now, or behind the replies still waiting.
-    fn answer(&self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: ServerFrame) {
+    fn answer<'a>(&self, cx: &mut impl Door<'a>, s: &mut Session, frame: ServerFrame) {
         if s.slots.is_empty() {
             reply(cx, frame);
         } else {
@@ -151,13 +156,7 @@ impl ChatService {
         }
     }
 
-    fn request(
-        &mut self,
-        cx: &mut FramedContext<'_, '_>,
-        s: &mut Session,
-        request_id: u32,
-        req: RequestRef<'_>,
-    ) {
+    fn request<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, request_id: u32, req: RequestRef<'_>) {
         let result = match (req, &s.nick) {
             (RequestRef::Ping { nonce }, _) => Ok(OkBody::Pong { nonce }),
             (RequestRef::Pong { .. }, _) => return,
@@ -192,40 +191,73 @@ impl ChatService {
         self.answer(cx, s, frame);
     }
 
-    fn login(
+    fn login<'a>(
         &mut self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         nick: &str,
         token: Option<&str>,
     ) -> Result<OkBody, (ErrorCode, String)> {
-        if let Some(expected) = &self.settings.token {
-            if token != Some(expected.as_str()) {
-                return Err((ErrorCode::BadToken, "wrong or missing token".into()));
+        let ip = cx.peer_addr().map(|a| a.ip());
+        let needs_check = self.settings.token.is_some() || token.is_some() || s.preauth.is_some();
+        if needs_check {
+            if let Err(ms) = self.core.login_allowed(ip) {
+                return Err((
+                    ErrorCode::RateLimited,
+                    format!("too many failed logins; retry in {} s", ms.div_ceil(1000)),
+                ));
             }
         }
-        let nick = self.core.login(nick, cx.id()).map_err(|c| (c, format!("{nick} is taken")))?;
+        // A session credential, in the token or from the WebSocket
+        // handshake (cookie or Authorization), speaks as its nickname.
+        let credential = token.filter(|t| crate::core::is_credential(t)).or(s.preauth.as_deref());
+        let by_session = credential.map(|c| self.core.login_session(cx, nick, c));
+        let nick = match by_session {
+            Some(Ok(nick)) => nick,
+            // A credential given as the token that names no session of this
+            // nickname is a wrong token (unless it is the shared one).
+            Some(Err(_))
+                if token.is_some_and(crate::core::is_credential)
+                    && self.settings.token.as_deref() != token =>
+            {
+                self.core.login_failed(ip);
+                return Err((ErrorCode::BadToken, "no such session for this nickname".into()));
+            }
+            _ => {
+                if let Some(expected) = &self.settings.token {
+                    if token != Some(expected.as_str()) {
+                        self.core.login_failed(ip);
+                        return Err((ErrorCode::BadToken, "wrong or missing token".into()));
+                    }
+                }
+                self.core.login(nick, cx.id()).map_err(|c| (c, format!("{nick} is taken")))?
+            }
+        };
         log::debug!("{} logged in as {nick}", cx.id());
         s.nick = Some(nick);
         Ok(OkBody::Welcome(self.settings.limits))
     }
 
-    fn join(
+    fn join<'a>(
         &mut self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         request_id: u32,
         room: &str,
         resume: Option<crate::protocol::Position>,
         nick: &Arc<str>,
     ) {
-        let fail = |cx: &mut FramedContext<'_, '_>, code, msg: &str| reply_err(cx, request_id, code, msg);
         if s.rooms.iter().any(|m| &*m.name == room) {
-            return fail(cx, ErrorCode::AlreadyMember, &format!("already in {room}"));
+            return reply_err(cx, request_id, ErrorCode::AlreadyMember, &format!("already in {room}"));
         }
         if s.rooms.len() >= self.settings.limits.max_rooms_per_user as usize {
             let max = self.settings.limits.max_rooms_per_user;
-            return fail(cx, ErrorCode::TooManyRooms, &format!("at most {max} rooms per user"));
+            return reply_err(
+                cx,
+                request_id,
+                ErrorCode::TooManyRooms,
+                &format!("at most {max} rooms per user"),
+            );
         }
         let may_create = self.may_create(s, cx.now());
         match self.core.join(cx, room, nick, resume, may_create) {
@@ -251,18 +283,21 @@ impl ChatService {
                         text: &m.text,
                         history: true,
                     };
-                    if let Err(e) = cx.send_frame_with(|buf| push.encode(buf)) {
-                        log::error!("history message {} does not fit a frame: {e}", m.id);
-                    }
+                    cx.send_payload(|buf| push.encode(buf));
                 }
                 let name = joined.room.name.clone();
                 s.rooms.push(Membership { name, room: joined.room });
             }
             Err(ErrorCode::UnknownRoom) if !may_create => {
                 let max = self.settings.room_creations_per_minute;
-                fail(cx, ErrorCode::TooManyRooms, &format!("at most {max} new rooms per minute"));
+                reply_err(
+                    cx,
+                    request_id,
+                    ErrorCode::TooManyRooms,
+                    &format!("at most {max} new rooms per minute"),
+                );
             }
-            Err(code) => fail(cx, code, &format!("cannot join {room}")),
+            Err(code) => reply_err(cx, request_id, code, &format!("cannot join {room}")),
         }
     }
 
@@ -275,26 +310,25 @@ impl ChatService {
         }
     }
 
-    fn leave(
+    fn leave<'a>(
         &mut self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         room: &str,
     ) -> Result<OkBody, (ErrorCode, String)> {
         let Some(i) = s.rooms.iter().position(|m| &*m.name == room) else { return Err(self.not_in(room)) };
         let m = s.rooms.swap_remove(i);
+        // The room's events the leaver has yet to get go before the reply.
         let missed = self.core.leave(cx, &m.room).map_err(|c| (c, format!("cannot leave {room}")))?;
         for payload in missed {
-            if let Err(e) = cx.send_frame(&payload) {
-                log::error!("a room event does not fit a frame: {e}");
-            }
+            cx.send_payload(|buf| buf.extend_from_slice(&payload));
         }
         Ok(OkBody::Empty)
     }
 
-    fn check_message(
+    fn check_message<'a>(
         &self,
-        cx: &FramedContext<'_, '_>,
+        cx: &impl Door<'a>,
         s: &mut Session,
         text: &str,
     ) -> Result<(), (ErrorCode, String)> {
@@ -312,9 +346,9 @@ impl ChatService {
         Ok(())
     }
 
-    fn say(
+    fn say<'a>(
         &mut self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         request_id: u32,
         room: &str,
@@ -346,9 +380,9 @@ impl ChatService {
         }
     }
 
-    fn direct(
+    fn direct<'a>(
         &mut self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         to: &str,
         text: &str,
@@ -361,7 +395,7 @@ impl ChatService {
 
     /// The log reported message `seq` stored (or not): its reply and the
     /// ones queued behind it leave, then the requests that waited run.
-    fn stored(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, seq: u64, ok: bool) {
+    fn stored<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, seq: u64, ok: bool) {
         for slot in s.slots.iter_mut() {
             if let Slot::Stored { seq: q, request_id, body } = slot {
                 if *q == seq {
@@ -417,25 +451,46 @@ impl ChatService {
     }
 }
 
-fn reply(cx: &mut FramedContext<'_, '_>, frame: ServerFrame) {
-    if let Err(e) = cx.send_frame_with(|buf| frame.encode(buf)) {
-        log::error!("reply does not fit a frame: {e}");
-    }
+fn reply<'a>(cx: &mut impl Door<'a>, frame: ServerFrame) {
+    cx.send_payload(|buf| frame.encode(buf));
 }
 
-fn reply_err(cx: &mut FramedContext<'_, '_>, request_id: u32, code: ErrorCode, message: &str) {
+fn reply_err<'a>(cx: &mut impl Door<'a>, request_id: u32, code: ErrorCode, message: &str) {
     reply(cx, ServerFrame::error(request_id, code, message));
 }
 
-fn error_push(cx: &mut FramedContext<'_, '_>, code: ErrorCode, message: &str) {
-    send_push(cx, &Push::Error { code, message: message.to_string() });
+fn error_push<'a>(cx: &mut impl Door<'a>, code: ErrorCode, message: &str) {
+    let push = Push::Error { code, message: message.to_string() };
+    cx.send_payload(|buf| push.encode(buf));
 }
 
-impl Handler for ChatService {
-    type Codec = FrameCodec;
-    type Conn = Session;
+/// What a door does that the protocol needs: send one payload in its own
+/// framing (a length-prefixed frame, a WebSocket message), and close in
+/// its own words. Everything else is the reactor [`Context`] it derefs to.
+pub trait Door<'a>: DerefMut<Target = Context<'a>> {
+    /// Sends one payload that `fill` writes into the output buffer.
+    fn send_payload(&mut self, fill: impl FnOnce(&mut BytesMut));
 
-    fn on_open(&mut self, cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) -> Session {
+    /// Closes the connection once what is queued is written (a WebSocket
+    /// says `why` in its close frame).
+    fn close_door(&mut self, why: &str) {
+        let _ = why;
+        self.close();
+    }
+}
+
+impl<'a> Door<'a> for FramedContext<'_, 'a> {
+    fn send_payload(&mut self, fill: impl FnOnce(&mut BytesMut)) {
+        if let Err(e) = self.send_frame_with(fill) {
+            log::error!("a reply does not fit a frame: {e}");
+        }
+    }
+}
+
+impl ChatService {
+    /// A new connection's session (`preauth`: the credential its WebSocket
+    /// handshake carried, if any); arms the heartbeat.
+    pub(crate) fn open<'a>(&mut self, cx: &mut impl Door<'a>, preauth: Option<Box<str>>) -> Session {
         self.refresh();
         cx.set_timer(self.heartbeat_period(), HEARTBEAT);
         let now = cx.now();
@@ -451,14 +506,16 @@ impl Handler for ChatService {
             slots: VecDeque::new(),
             deferred: VecDeque::new(),
             next_seq: 0,
+            preauth,
         }
     }
 
-    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: Frame<'_>) {
+    /// One payload from the client (a frame's, a WebSocket message's).
+    pub(crate) fn payload<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, payload: &[u8]) {
         self.refresh();
         s.last_heard = cx.now();
         s.pinged = false;
-        match ClientFrameRef::decode(frame.payload()) {
+        match ClientFrameRef::decode(payload) {
             Ok(f) => self.take(cx, s, f),
             Err(e) => {
                 let fatal = match e.kind {
@@ -494,6 +551,81 @@ impl Handler for ChatService {
         }
     }
 
+    /// The heartbeat timer: ping a silent client, close an idle one.
+    /// Returns false if the connection was closed as idle.
+    pub(crate) fn heartbeat<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, token: u64) -> bool {
+        if token != HEARTBEAT {
+            return true;
+        }
+        self.refresh();
+        let silent = cx.now().saturating_duration_since(s.last_heard);
+        let idle = Duration::from_millis(u64::from(self.settings.limits.idle_timeout_ms));
+        if silent >= idle {
+            error_push(
+                cx,
+                ErrorCode::IdleTimeout,
+                &format!("nothing received for {} ms", silent.as_millis()),
+            );
+            cx.close_with(CloseReason::IdleTimeout);
+            return false;
+        }
+        if silent >= self.settings.ping_interval && !s.pinged {
+            s.pinged = true;
+            let push = Push::Ping { nonce: crate::core::now_us() };
+            cx.send_payload(|buf| push.encode(buf));
+        }
+        cx.set_timer(self.heartbeat_period(), HEARTBEAT);
+        true
+    }
+
+    /// A notify for the connection: the log's answer about a message, or
+    /// the end of its hold on its nickname ([`KICK`]).
+    pub(crate) fn notified<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, token: u64) {
+        if token & ACK != 0 {
+            let seq = token & !(ACK | ACK_FAILED);
+            self.stored(cx, s, seq, token & ACK_FAILED == 0);
+        } else if token & KICK != 0 {
+            let code = ErrorCode::from_u16(token as u16).unwrap_or(ErrorCode::BadToken);
+            let why = match code {
+                ErrorCode::NicknameTaken => "signed in again from elsewhere",
+                _ => "the session ended (logged out or expired)",
+            };
+            error_push(cx, code, why);
+            cx.close_door(why);
+        }
+    }
+
+    /// The going-away push of a shutdown or an upgrade.
+    pub(crate) fn going_away<'a>(&mut self, cx: &mut impl Door<'a>) {
+        let (reason, retry_after_ms) = self.core.going_away();
+        let push = Push::GoingAway { retry_after_ms, reason };
+        cx.send_payload(|buf| push.encode(buf));
+    }
+
+    /// The connection closed: leave its rooms, free its nickname.
+    pub(crate) fn closed(&mut self, cx: &mut Context<'_>, s: Session, reason: &CloseReason) {
+        let Some(nick) = s.nick else { return };
+        for m in s.rooms {
+            // NotMember can only mean the room was already left.
+            let _ = self.core.leave(cx, &m.room);
+        }
+        self.core.logout(&nick, cx.id());
+        log::debug!("{nick} ({}) left: {reason}", cx.id());
+    }
+}
+
+impl Handler for ChatService {
+    type Codec = FrameCodec;
+    type Conn = Session;
+
+    fn on_open(&mut self, cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) -> Session {
+        self.open(cx, None)
+    }
+
+    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: Frame<'_>) {
+        self.payload(cx, s, frame.payload());
+    }
+
     fn on_decode_error(
         &mut self,
         cx: &mut FramedContext<'_, '_>,
@@ -512,33 +644,11 @@ impl Handler for ChatService {
     }
 
     fn on_timer(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, token: u64) {
-        if token != HEARTBEAT {
-            return;
-        }
-        self.refresh();
-        let silent = cx.now().saturating_duration_since(s.last_heard);
-        let idle = Duration::from_millis(u64::from(self.settings.limits.idle_timeout_ms));
-        if silent >= idle {
-            error_push(
-                cx,
-                ErrorCode::IdleTimeout,
-                &format!("nothing received for {} ms", silent.as_millis()),
-            );
-            cx.close_with(CloseReason::IdleTimeout);
-            return;
-        }
-        if silent >= self.settings.ping_interval && !s.pinged {
-            s.pinged = true;
-            send_push(cx, &Push::Ping { nonce: crate::core::now_us() });
-        }
-        cx.set_timer(self.heartbeat_period(), HEARTBEAT);
+        self.heartbeat(cx, s, token);
     }
 
     fn on_notify(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, token: u64) {
-        if token & ACK != 0 {
-            let seq = token & !(ACK | ACK_FAILED);
-            self.stored(cx, s, seq, token & ACK_FAILED == 0);
-        }
+        self.notified(cx, s, token);
     }
 
     fn on_loop_notify(&mut self, cx: &mut Context<'_>, _token: u64) {
@@ -546,17 +656,10 @@ impl Handler for ChatService {
     }
 
     fn on_shutdown(&mut self, cx: &mut FramedContext<'_, '_>, _s: &mut Session) {
-        let (reason, retry_after_ms) = self.core.going_away();
-        send_push(cx, &Push::GoingAway { retry_after_ms, reason });
+        self.going_away(cx);
     }
 
     fn on_close(&mut self, cx: &mut Context<'_>, s: Session, reason: &CloseReason) {
-        let Some(nick) = s.nick else { return };
-        for m in s.rooms {
-            // NotMember can only mean the room was already left.
-            let _ = self.core.leave(cx, &m.room);
-        }
-        self.core.logout(&nick, cx.id());
-        log::debug!("{nick} ({}) left: {reason}", cx.id());
+        self.closed(cx, s, reason);
     }
 }

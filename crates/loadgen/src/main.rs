@@ -24,7 +24,7 @@ mod wire;
 mod worker;
 
 use clap::{Parser, Subcommand};
-use scenario::{chat, chat_http, echo, http, idle, nats};
+use scenario::{chat, chat_http, echo, http, idle, nats, ws};
 use std::process::ExitCode;
 
 /// Load generator for switchboard servers.
@@ -57,6 +57,9 @@ enum Command {
     /// The same fan-out through the chat server's HTTP endpoints: senders
     /// POST, members long-poll GET; one sender per room.
     ChatHttp(chat_http::ChatHttpArgs),
+    /// The same fan-out as `chat` over WebSocket (GET /ws on the chat
+    /// server's HTTP listener): one binary message per chat payload.
+    Ws(ws::WsArgs),
     /// HTTP/1.1 keep-alive requests, closed loop (--pipeline) or open loop
     /// (--rate).
     Http(http::HttpArgs),
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Chat(a) => (chat::run(a), a.load.common.json),
         Command::Nats(a) => (nats::run(a), a.load.common.json),
         Command::ChatHttp(a) => (chat_http::run(a), a.load.common.json),
+        Command::Ws(a) => (ws::run(a), a.load.common.json),
         Command::Http(a) => (http::run(a), a.common.json),
     };
     match result {

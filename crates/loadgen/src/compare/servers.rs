@@ -165,13 +165,14 @@ impl Env {
 
 /// A chat-server config for the benchmark: one loop, no rate limit,
 /// rooms of up to 2,000, history enough for a long poller to catch up,
-/// HTTP off unless asked for, the room log in memory.
+/// HTTP off unless asked for (no login limit: every client logs in from
+/// one address), the room log in memory.
 pub fn chat_config(addr: SocketAddr, http: Option<SocketAddr>) -> String {
     let http = http.map_or(String::new(), |a| format!("\"{a}\""));
     format!(
         "threads = 1\nshutdown_grace_ms = 0\n\n[chat]\nlisten = [\"{addr}\"]\nmax_connections = 19500\n\
          rate_per_sec = 0\nmax_members_per_room = 2000\nhistory_len = 10000\nroom_tail_bytes = 16777216\n\n\
-         [http]\nlisten = [{http}]\n\n[store]\ndata_dir = \"none\"\n"
+         [http]\nlisten = [{http}]\nlogins_per_minute = 0\n\n[store]\ndata_dir = \"none\"\n"
     )
 }
 

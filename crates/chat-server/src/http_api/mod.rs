@@ -1,30 +1,49 @@
 //! The chat over HTTP: the same core as the binary protocol, served by the
-//! `http1` adapter on its own listener of the same reactor. One chat, two
-//! doors: a message posted over HTTP reaches TCP members like any other,
-//! and TCP messages are visible (and long-pollable) over HTTP.
+//! `http1` adapter on its own listener of the same reactor. One chat, three
+//! doors: a message posted over HTTP reaches TCP and WebSocket members like
+//! any other, and their messages are visible (and long-pollable) over HTTP.
+//! Every route but the page, `/healthz` and `/metrics` needs a session
+//! (`POST /session`), whose nickname is held on every door.
 //!
 //! | route | does |
 //! | --- | --- |
-//! | `POST /rooms/{room}/messages` | JSON `{"nick": .., "text": ..}`: posts; `201 {"id", "ts_us", "offset"}` once the message is stored as the fsync policy requires |
+//! | `GET /` | the chat page (and its `/app.js`, `/protocol.js`, `/app.css`) |
+//! | `POST /session` | JSON `{"nick", "token"}` (token: the server's shared secret, if set): `201 {"nick", "session", ...}` and the session cookie; 409 if the nickname is held on any door |
+//! | `GET /session`, `DELETE /session` | whose session this is; log out |
+//! | `GET /ws` | the chat protocol over WebSocket (see docs/PROTOCOL.md) |
+//! | `POST /rooms/{room}/messages` | JSON `{"text"}`: posts as the session's nickname; `201 {"id", "ts_us", "offset"}` once stored as the fsync policy requires |
 //! | `GET /rooms/{room}/messages?since=OFFSET&wait=S` | messages after offset `OFFSET` (JSON, with the room's `epoch` and `last_offset`); with `wait`, long-polls up to `S` seconds for the next one. A `since` ahead of the room is answered at once with the room's real position |
 //! | `GET /rooms` | rooms and member counts |
+//! | `GET /users` | nicknames held, and whether each is connected |
 //! | `GET /healthz` | `ok` |
 //! | `GET /metrics` | the reactor's per-service counters, Prometheus text format |
+//!
+//! Errors are HTTP statuses with `{"status", "error", "message"}`: 400
+//! (`invalid JSON: ...`, a bad name), 401 (`WWW-Authenticate: Bearer`), 403,
+//! 404, 405, 409, 413, 429 and 503 (with `Retry-After`).
+
+mod auth;
+mod metrics;
+mod page;
+mod reply;
+
+pub use auth::COOKIE;
 
 use crate::core::{AckTo, ChatCore, Page, ACK, ACK_FAILED};
-use crate::protocol::{validate_name, ErrorCode};
+use crate::protocol::validate_name;
+use crate::ws_session::ChatSocket;
 use http1::{HttpContext, HttpHandler, Method, Outcome, Request, Response, Wake};
+use reply::{chat_error, invalid_json, json, problem};
 use serde::{Deserialize, Serialize};
-use std::fmt::Write;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// A Prometheus counter: metric name, help text, and how to read it.
-type Counter = (&'static str, &'static str, fn(&reactor::ServiceStats) -> u64);
+use std::time::{Duration, Instant};
 
 /// Messages one response carries at most; the client polls again from the
 /// last one for the rest.
 const PAGE: usize = 1000;
+/// Nicknames `GET /users` lists at most.
+const MAX_USERS: usize = 1000;
 
 /// The chat's HTTP handler, one per event loop.
 pub struct ChatHttp {
@@ -32,6 +51,8 @@ pub struct ChatHttp {
     max_wait: Duration,
     /// Sequence numbers of posts waiting for the log.
     next_seq: u64,
+    /// Each session's message rate bucket on this loop: tokens, refilled.
+    buckets: HashMap<Arc<str>, (f64, Instant)>,
 }
 
 /// A response not given yet.
@@ -55,10 +76,11 @@ pub enum Waiting {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PostBody {
-    nick: String,
+    /// Optional: if given, it must be the session's own.
+    #[serde(default)]
+    nick: Option<String>,
     text: String,
 }
-
 #[derive(Serialize)]
 struct PostedJson {
     id: u64,
@@ -99,32 +121,15 @@ struct Rooms {
 }
 
 #[derive(Serialize)]
-struct ErrorJson<'a> {
-    error: &'a str,
-    code: u16,
-    message: &'a str,
+struct UserJson {
+    nick: String,
+    connected: bool,
 }
 
-fn json<T: Serialize>(status: u16, value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => Response::json(status, body),
-        Err(e) => Response::text(500, format!("cannot encode the response: {e}\n")),
-    }
-}
-
-fn error(status: u16, code: ErrorCode, message: &str) -> Response {
-    json(status, &ErrorJson { error: &code.to_string(), code: code.as_u16(), message })
-}
-
-/// The HTTP status for a chat error.
-fn status_of(code: ErrorCode) -> u16 {
-    match code {
-        ErrorCode::UnknownRoom | ErrorCode::UnknownUser => 404,
-        ErrorCode::TextTooLong => 413,
-        ErrorCode::RateLimited => 429,
-        ErrorCode::TooManyRooms | ErrorCode::StoreFailed => 503,
-        _ => 400,
-    }
+#[derive(Serialize)]
+struct Users {
+    total: usize,
+    users: Vec<UserJson>,
 }
 
 fn messages_response(room: &str, page: &Page) -> Response {
@@ -144,52 +149,80 @@ fn posted(p: &crate::core::Posted) -> Response {
 impl ChatHttp {
     /// A handler sharing `core`; long polls wait at most `max_wait`.
     pub fn new(core: Arc<ChatCore>, max_wait: Duration) -> ChatHttp {
-        ChatHttp { core, max_wait, next_seq: 0 }
+        ChatHttp { core, max_wait, next_seq: 0, buckets: HashMap::new() }
+    }
+
+    /// Takes one message from the session's rate on this loop.
+    fn take_token(&mut self, nick: &Arc<str>, now: Instant) -> bool {
+        let rate = f64::from(self.core.settings().limits.rate_per_sec);
+        if rate == 0.0 {
+            return true;
+        }
+        if self.buckets.len() > 4 * self.core.settings().sessions.max_sessions {
+            // Forget buckets that refilled: they hold nothing.
+            self.buckets.retain(|_, (_, at)| now.saturating_duration_since(*at) < Duration::from_secs(1));
+        }
+        let (tokens, at) = self.buckets.entry(nick.clone()).or_insert((rate, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(rate);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     fn post(&mut self, cx: &mut HttpContext<'_, '_>, room: &str, req: &Request) -> Outcome<Waiting> {
+        let nick = match auth::authorise(&self.core, req) {
+            Ok(n) => n,
+            Err(resp) => return resp.into(),
+        };
         let body: PostBody = match serde_json::from_slice(req.body()) {
             Ok(b) => b,
-            Err(e) => {
-                return error(400, ErrorCode::Malformed, &format!("body must be {{\"nick\", \"text\"}}: {e}"))
-                    .into()
-            }
+            Err(e) => return invalid_json(&e).into(),
         };
-        if let Err(e) = validate_name(&body.nick) {
-            return error(400, e.code(), &format!("nick: {e}")).into();
+        if body.nick.as_deref().is_some_and(|n| n != &*nick) {
+            return problem(403, &format!("this session posts as {nick} only")).into();
         }
         let max = self.core.settings().limits.max_text_len();
         if body.text.len() > max {
-            let msg = format!("text of {} bytes, at most {max}", body.text.len());
-            return error(413, ErrorCode::TextTooLong, &msg).into();
+            return problem(413, &format!("text of {} bytes, at most {max}", body.text.len())).into();
+        }
+        if !self.take_token(&nick, cx.now()) {
+            let rate = self.core.settings().limits.rate_per_sec;
+            return reply::retry_after(429, &format!("over {rate} messages per second"), 1000).into();
         }
         self.next_seq += 1;
         let seq = self.next_seq;
         let ack = AckTo { conn: cx.id(), token: seq };
-        match self.core.post_to(cx, room, &body.nick, &body.text, Some(ack)) {
+        match self.core.post_to(cx, room, &nick, &body.text, Some(ack)) {
             Ok(p) if p.stored => posted(&p).into(),
             // Answered when the log reports it stored; the wait is long
             // enough for any fsync, and a timeout answers 503 (not stored).
             Ok(p) => {
                 Outcome::Wait { pending: Waiting::Post { seq, posted: p }, timeout: Duration::from_secs(30) }
             }
-            Err(code) => error(status_of(code), code, &format!("cannot post to {room}")).into(),
+            Err(code) => chat_error(code, &format!("cannot post to {room}")).into(),
         }
     }
 
     fn get_messages(&mut self, cx: &mut HttpContext<'_, '_>, room: &str, req: &Request) -> Outcome<Waiting> {
+        if let Err(resp) = auth::authorise(&self.core, req) {
+            return resp.into();
+        }
         let since = match req.query_param("since").map(str::parse::<u64>).transpose() {
             Ok(s) => s.unwrap_or(0),
-            Err(_) => return error(400, ErrorCode::Malformed, "since: not an offset").into(),
+            Err(_) => return problem(400, "since: not an offset").into(),
         };
         let wait = match req.query_param("wait").map(str::parse::<f64>).transpose() {
             Ok(w) => w.filter(|w| w.is_finite() && *w > 0.0).map(Duration::from_secs_f64),
-            Err(_) => return error(400, ErrorCode::Malformed, "wait: not a number of seconds").into(),
+            Err(_) => return problem(400, "wait: not a number of seconds").into(),
         };
         let read = |core: &ChatCore| match core.messages_after(room, since, PAGE) {
             Ok(Some(page)) => Ok(page),
-            Ok(None) => Err(error(404, ErrorCode::UnknownRoom, &format!("no room {room}"))),
-            Err(code) => Err(error(status_of(code), code, &format!("cannot read {room}"))),
+            Ok(None) => Err(problem(404, &format!("no room {room}"))),
+            Err(code) => Err(chat_error(code, &format!("cannot read {room}"))),
         };
         let Some(wait) = wait.map(|w| w.min(self.max_wait)) else {
             return match read(&self.core) {
@@ -201,8 +234,8 @@ impl ChatHttp {
         // Register before looking, so a message posted in between wakes us.
         match self.core.wait_for_message(room, cx.id()) {
             Ok(true) => {}
-            Ok(false) => return error(404, ErrorCode::UnknownRoom, &format!("no room {room}")).into(),
-            Err(code) => return error(status_of(code), code, &format!("cannot read {room}")).into(),
+            Ok(false) => return problem(404, &format!("no room {room}")).into(),
+            Err(code) => return chat_error(code, &format!("cannot read {room}")).into(),
         }
         match read(&self.core) {
             // Something to say now: new messages, or a position ahead of the
@@ -221,70 +254,41 @@ impl ChatHttp {
         }
     }
 
-    fn rooms(&self) -> Response {
+    fn rooms(&self, req: &Request) -> Response {
+        if let Err(resp) = auth::authorise(&self.core, req) {
+            return resp;
+        }
         let rooms =
             self.core.rooms().1.into_iter().map(|r| RoomJson { name: r.name, members: r.members }).collect();
         json(200, &Rooms { rooms })
     }
 
-    fn metrics(&self, cx: &HttpContext<'_, '_>) -> Response {
-        let stats = cx.handle().all_stats();
-        let mut out = String::with_capacity(4096);
-        let counters: [Counter; 12] = [
-            ("connections_accepted_total", "Connections accepted.", |s| s.accepted),
-            ("connections_closed_total", "Connections closed, for any reason.", |s| s.closed),
-            ("connections_rejected_total", "Connections refused at max_connections.", |s| s.rejected),
-            ("accept_errors_total", "Failed accept calls (EMFILE and the like).", |s| s.accept_errors),
-            ("bytes_in_total", "Bytes read from peers.", |s| s.bytes_in),
-            ("bytes_out_total", "Bytes written to peers.", |s| s.bytes_out),
-            ("frames_in_total", "Frames decoded.", |s| s.frames_in),
-            ("frames_out_total", "Frames sent.", |s| s.frames_out),
-            ("slow_consumers_total", "Connections closed as slow consumers.", |s| s.slow_consumers),
-            ("idle_timeouts_total", "Connections closed by the reactor's idle timeout.", |s| s.idle_timeouts),
-            ("protocol_errors_total", "Connections closed for a protocol error.", |s| s.protocol_errors),
-            ("handler_panics_total", "Handler panics.", |s| s.panics),
-        ];
-        for (name, help, get) in counters {
-            let _ = writeln!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} counter");
-            for s in &stats {
-                let _ = writeln!(out, "switchboard_{name}{{service=\"{}\"}} {}", s.name, get(s));
-            }
+    fn users(&self, req: &Request) -> Response {
+        if let Err(resp) = auth::authorise(&self.core, req) {
+            return resp;
         }
-        let _ = writeln!(out, "# HELP switchboard_connections_open Connections open now.");
-        let _ = writeln!(out, "# TYPE switchboard_connections_open gauge");
-        for s in &stats {
-            let _ = writeln!(out, "switchboard_connections_open{{service=\"{}\"}} {}", s.name, s.open);
-        }
-        let _ = writeln!(out, "# HELP chat_users Users logged in.\n# TYPE chat_users gauge");
-        let _ = writeln!(out, "chat_users {}", self.core.user_count());
-        let _ = writeln!(
-            out,
-            "# HELP chat_rooms Rooms in memory (rooms without members leave it).\n# TYPE chat_rooms gauge"
-        );
-        let _ = writeln!(out, "chat_rooms {}", self.core.room_count());
-        if let Some(log) = self.core.log_stats() {
-            use std::sync::atomic::Ordering::Relaxed;
-            let counters = [
-                ("chat_log_appends_total", "Messages stored in the room log.", log.appends.load(Relaxed)),
-                (
-                    "chat_log_commits_total",
-                    "Room log transactions (one per batch).",
-                    log.commits.load(Relaxed),
-                ),
-                ("chat_log_fsyncs_total", "Durable room log commits (fsyncs).", log.fsyncs.load(Relaxed)),
-                ("chat_log_failures_total", "Room log writes that failed.", log.failures.load(Relaxed)),
-                (
-                    "chat_log_overflows_total",
-                    "Messages refused: the log's queue was full.",
-                    log.overflows.load(Relaxed),
-                ),
-            ];
-            for (name, help, value) in counters {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-            }
-        }
-        Response::text(200, out).content_type("text/plain; version=0.0.4; charset=utf-8")
+        let (total, all) = self.core.online(MAX_USERS);
+        let users = all.into_iter().map(|(nick, connected)| UserJson { nick, connected }).collect();
+        json(200, &Users { total, users })
     }
+
+    /// `GET /ws`: the chat over WebSocket. A session credential in the
+    /// upgrade request (cookie, or `Authorization`) lets a `Login` with the
+    /// session's nickname omit the token.
+    fn websocket(&self, req: &Request) -> Outcome<Waiting> {
+        let preauth = match auth::credential(req) {
+            Some((_, auth::Via::Cookie)) if auth::cross_origin(req) => {
+                return problem(403, "a session cookie is not accepted from another origin").into()
+            }
+            Some((c, _)) => Some(c),
+            None => None,
+        };
+        Outcome::upgrade(req, ChatSocket::new(self.core.clone(), preauth))
+    }
+}
+
+fn room_name(room: &str) -> Result<(), Response> {
+    validate_name(room).map_err(|e| problem(400, &format!("room: {e}")))
 }
 
 impl HttpHandler for ChatHttp {
@@ -292,22 +296,38 @@ impl HttpHandler for ChatHttp {
 
     fn on_request(&mut self, cx: &mut HttpContext<'_, '_>, req: &Request) -> Outcome<Waiting> {
         let path = req.path();
+        if matches!(req.method(), Method::Get | Method::Head) {
+            if let Some(asset) = page::asset_at(path) {
+                return asset.into();
+            }
+        }
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (req.method(), segments.as_slice()) {
             (Method::Get | Method::Head, ["healthz"]) => Response::text(200, "ok\n").into(),
-            (Method::Get | Method::Head, ["metrics"]) => self.metrics(cx).into(),
-            (Method::Get | Method::Head, ["rooms"]) => self.rooms().into(),
-            (Method::Post, ["rooms", room, "messages"]) => match validate_name(room) {
+            (Method::Get | Method::Head, ["metrics"]) => {
+                metrics::metrics(&cx.handle().all_stats(), &self.core).into()
+            }
+            (Method::Get, ["ws"]) => self.websocket(req),
+            (Method::Post, ["session"]) => auth::open(&self.core, cx, req).into(),
+            (Method::Get | Method::Head, ["session"]) => auth::current(&self.core, req).into(),
+            (Method::Delete, ["session"]) => auth::end(&self.core, cx, req).into(),
+            (Method::Get | Method::Head, ["rooms"]) => self.rooms(req).into(),
+            (Method::Get | Method::Head, ["users"]) => self.users(req).into(),
+            (Method::Post, ["rooms", room, "messages"]) => match room_name(room) {
                 Ok(()) => self.post(cx, room, req),
-                Err(e) => error(400, e.code(), &format!("room: {e}")).into(),
+                Err(e) => e.into(),
             },
-            (Method::Get | Method::Head, ["rooms", room, "messages"]) => match validate_name(room) {
+            (Method::Get | Method::Head, ["rooms", room, "messages"]) => match room_name(room) {
                 Ok(()) => self.get_messages(cx, room, req),
-                Err(e) => error(400, e.code(), &format!("room: {e}")).into(),
+                Err(e) => e.into(),
             },
-            (_, ["healthz" | "metrics" | "rooms"]) => Response::method_not_allowed("GET, HEAD").into(),
+            (_, ["healthz" | "metrics" | "rooms" | "users"]) => {
+                Response::method_not_allowed("GET, HEAD").into()
+            }
+            (_, ["ws"]) => Response::method_not_allowed("GET").into(),
+            (_, ["session"]) => Response::method_not_allowed("GET, HEAD, POST, DELETE").into(),
             (_, ["rooms", _, "messages"]) => Response::method_not_allowed("GET, HEAD, POST").into(),
-            _ => Response::not_found().into(),
+            _ => problem(404, &format!("no such resource: {path}")).into(),
         }
     }
 
@@ -324,12 +344,10 @@ impl HttpHandler for ChatHttp {
                     Some(if token & ACK_FAILED == 0 {
                         posted(p)
                     } else {
-                        error(503, ErrorCode::StoreFailed, "the message could not be stored")
+                        problem(503, "the message could not be stored")
                     })
                 }
-                _ if wake.is_final() => {
-                    Some(error(503, ErrorCode::StoreFailed, "the message was not stored in time"))
-                }
+                _ if wake.is_final() => Some(problem(503, "the message was not stored in time")),
                 _ => None,
             },
             Waiting::Poll { room, since } => {
