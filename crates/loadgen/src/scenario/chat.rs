@@ -130,6 +130,7 @@ impl Wire for ChatWire {
             {
                 Event::Joined
             }
+            ServerFrameRef::Reply { reply: Reply::Ok(OkBody::Sent { .. }), .. } => Event::Acked,
             ServerFrameRef::Reply { reply: Reply::Error { code, .. }, .. } => {
                 Event::Refused(error_name(code))
             }
@@ -219,6 +220,7 @@ mod tests {
             )),
             message("old", true),
             message("new", false),
+            framed(ServerFrame::ok(3, OkBody::Sent { id: 10, ts_us: 2, offset: 2 })),
             framed(ServerFrame::error(3, ErrorCode::RateLimited, "slow down")),
             framed(ServerFrame::Push(Push::Ping { nonce: 77 })),
         ]
@@ -228,6 +230,7 @@ mod tests {
             Event::Joined,
             Event::Other,
             Event::Message(b"new"),
+            Event::Acked,
             Event::Refused("RateLimited".into()),
             Event::Other,
         ];
