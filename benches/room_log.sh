@@ -275,6 +275,72 @@ TOML
     done
 }
 
+# A storm server: fsync "always" in a new data directory, rooms big
+# enough for the storm, the default presence_max_members (200).
+storm_server() {
+    local port=$1 dir=$OUT/storm-data conf=$OUT/storm.toml
+    rm -rf "$dir" "$OUT/storm.pid"
+    cat >"$conf" <<TOML
+threads = 1
+shutdown_grace_ms = 2000
+[chat]
+listen = ["127.0.0.1:$port"]
+max_connections = 19500
+rate_per_sec = 0
+max_members_per_room = 20000
+[http]
+listen = []
+[store]
+data_dir = "$dir"
+fsync = "always"
+TOML
+    taskset -c 0 "$NEW_BIN/chat-server" -c "$conf" --pid-file "$OUT/storm.pid" 2>>"$OUT/storm-server.log" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    wait_port "$port"
+}
+
+# Stops the storm server, or its successor after an upgrade (its pid file).
+stop_storm_server() {
+    local p
+    p=$(cat "$OUT/storm.pid" 2>/dev/null || true)
+    kill "$SERVER_PID" 2>/dev/null || true
+    [[ -n $p ]] && kill "$p" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        [[ -n $p ]] && kill -0 "$p" 2>/dev/null || break
+        sleep 0.05
+    done
+    [[ -n $p ]] && kill -9 "$p" 2>/dev/null || true
+}
+
+# Reconnect storms: sequential joins (server CPU), then members resuming
+# after kill -USR2 while messages flow.
+storm() {
+    : >"$OUT/storm.jsonl"
+    local rep port
+    for rep in $(seq 1 "$REPS"); do
+        port=$(free_port)
+        lock
+        storm_server "$port"
+        log "storm: $STORM_JOINS sequential joins into one room (rep $rep)"
+        timeout 300 taskset -c 1 "$NEW_BIN/loadgen" storm --addr "127.0.0.1:$port" --members "$STORM_JOINS" \
+            --sequential --server-pid "$SERVER_PID" --json | tee -a "$OUT/storm.jsonl" >&2 || true
+        stop_storm_server
+        unlock
+    done
+    for rep in $(seq 1 "$REPS"); do
+        port=$(free_port)
+        lock
+        storm_server "$port"
+        log "storm: $STORM_MEMBERS members resuming after kill -USR2, 20 msgs/s flowing (rep $rep)"
+        timeout 300 taskset -c 1 "$NEW_BIN/loadgen" storm --addr "127.0.0.1:$port" --members "$STORM_MEMBERS" \
+            --upgrade-pid "$SERVER_PID" --rate 20 --before 3s --after 3s --json | tee -a "$OUT/storm.jsonl" >&2 || true
+        stop_storm_server
+        unlock
+    done
+}
+
 build
 uptime | tee "$OUT/uptime-before.txt" >&2
 for part in "${PARTS[@]}"; do
