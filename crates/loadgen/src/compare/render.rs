@@ -88,6 +88,15 @@ pub(super) fn ratios(v: &[f64]) -> String {
     }
 }
 
+/// Generator CPU, in bold where the generator may bound the run.
+pub(super) fn generator_cpu(v: f64) -> String {
+    if v >= GENERATOR_BOUND {
+        format!("**{v:.0} %**")
+    } else {
+        format!("{v:.0} %")
+    }
+}
+
 pub(super) fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or("–".into(), f)
 }
@@ -300,11 +309,7 @@ fn table(w: &mut String, runs: &[RunRecord], group: &str) {
                 opt(med(&|f| Some(f.p99_us)), time),
                 opt(med(&|f| f.cpu_us_per), |v| format!("{v:.3}")),
                 opt(med(&|f| f.server_cpu_percent), |v| format!("{v:.0} %")),
-                opt(med(&|f| Some(f.generator_cpu_percent)), |v| if v >= GENERATOR_BOUND {
-                    format!("**{v:.0} %**")
-                } else {
-                    format!("{v:.0} %")
-                }),
+                opt(med(&|f| Some(f.generator_cpu_percent)), generator_cpu),
                 rat(Metric::Throughput),
                 rat(Metric::CpuPer),
                 rat(Metric::P99),

@@ -4,7 +4,7 @@
 //! appends and fsyncs per second from `/metrics`) and its targets.
 
 use super::plan::{Case, Entry, Load};
-use super::render::{opt, ratios, time, GENERATOR_BOUND};
+use super::render::{generator_cpu, opt, ratios, time};
 use super::servers::Server;
 use super::stats::{
     best_rate, median, of_case, rep_ratios, servers_of, Bound, Metric, RunRecord, TargetCheck,
@@ -152,11 +152,7 @@ pub fn table(w: &mut String, runs: &[RunRecord], group: &str) {
                 opt(med(&|f| Some(f.p99_us)), time),
                 opt(med(&|f| f.cpu_us_per), |v| format!("{v:.3}")),
                 opt(med(&|f| f.server_cpu_percent), |v| format!("{v:.0} %")),
-                opt(med(&|f| Some(f.generator_cpu_percent)), |v| if v >= GENERATOR_BOUND {
-                    format!("**{v:.0} %**")
-                } else {
-                    format!("{v:.0} %")
-                }),
+                opt(med(&|f| Some(f.generator_cpu_percent)), generator_cpu),
                 opt(med(&|f| f.log.map(|l| l.appends_per_s)), count),
                 opt(med(&|f| f.log.map(|l| l.fsyncs_per_s)), count),
                 opt(med(&|f| f.log.and_then(|l| l.appends_per_fsync)), |v| format!("{v:.1}")),
