@@ -24,7 +24,7 @@ mod wire;
 mod worker;
 
 use clap::{Parser, Subcommand};
-use scenario::{chat, chat_http, echo, http, idle, nats, ws};
+use scenario::{chat, chat_http, echo, http, idle, nats, storm, ws};
 use std::process::ExitCode;
 
 /// Load generator for switchboard servers.
@@ -63,6 +63,11 @@ enum Command {
     /// HTTP/1.1 keep-alive requests, closed loop (--pipeline) or open loop
     /// (--rate).
     Http(http::HttpArgs),
+    /// A reconnect storm: members join one room (one after another with
+    /// --sequential: the server's CPU per join); with --upgrade-pid, messages
+    /// flow, the server is sent SIGUSR2 and every client reconnects and
+    /// resumes; checks that all come back with nothing lost or doubled.
+    Storm(storm::StormArgs),
     /// Builds the servers and runs every scenario against ours and the
     /// baselines (tokio, mio, hyper, nats-server), alternating rep by rep;
     /// writes results.json, report.md and SVG charts.
@@ -77,6 +82,26 @@ fn main() -> ExitCode {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("loadgen compare: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Storm(a) => {
+            return match storm::run(a) {
+                Ok(report) => {
+                    if a.json {
+                        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                    } else {
+                        print!("{}", report.to_table());
+                    }
+                    if report.problems.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(3)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("loadgen storm: {e}");
                     ExitCode::from(2)
                 }
             };

@@ -279,6 +279,7 @@ impl Wire for ChatWire {
             {
                 Event::Joined
             }
+            ServerFrameRef::Reply { reply: Reply::Ok(OkBody::Sent { .. }), .. } => Event::Acked,
             ServerFrameRef::Reply { reply: Reply::Error { code, .. }, .. } => {
                 Event::Refused(error_name(code))
             }
@@ -368,6 +369,7 @@ mod tests {
             )),
             message("old", true),
             message("new", false),
+            framed(ServerFrame::ok(3, OkBody::Sent { id: 10, ts_us: 2, offset: 2 })),
             framed(ServerFrame::error(3, ErrorCode::RateLimited, "slow down")),
             framed(ServerFrame::Push(Push::Ping { nonce: 77 })),
         ]
@@ -377,6 +379,7 @@ mod tests {
             Event::Joined,
             Event::Other,
             Event::Message(b"new"),
+            Event::Acked,
             Event::Refused("RateLimited".into()),
             Event::Other,
         ];
