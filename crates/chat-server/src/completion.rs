@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 /// Bit set in a notify token that announces a completion (the low bits
 /// are the request's sequence number).
-pub const COMPLETION: u64 = 1 << 61;
+pub const COMPLETION: u64 = 1 << 60;
 
 /// What a request waiting for the cluster gets.
 pub enum Completion {

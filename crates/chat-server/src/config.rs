@@ -198,6 +198,16 @@ pub struct HttpApiConfig {
     pub keep_alive_timeout_ms: u64,
     /// Longest long poll (`wait=`), in milliseconds.
     pub max_wait_ms: u64,
+    /// Most HTTP sessions (`POST /session`) open at once.
+    pub max_sessions: usize,
+    /// A session unused this long ends (a chat connection using it counts
+    /// as use), in milliseconds.
+    pub session_idle_ms: u64,
+    /// A session ends this long after it was opened, in milliseconds.
+    pub session_max_age_ms: u64,
+    /// Login attempts per client address per minute, on every door
+    /// (`POST /session`, and chat logins with a wrong token); 0: no limit.
+    pub logins_per_minute: u32,
 }
 
 impl Default for HttpApiConfig {
@@ -209,6 +219,10 @@ impl Default for HttpApiConfig {
             head_timeout_ms: 10_000,
             keep_alive_timeout_ms: 60_000,
             max_wait_ms: 60_000,
+            max_sessions: 10_000,
+            session_idle_ms: 30 * 60_000,
+            session_max_age_ms: 7 * 24 * 3_600_000,
+            logins_per_minute: 30,
         }
     }
 }
@@ -425,6 +439,9 @@ impl Config {
             ("http.head_timeout_ms", h.head_timeout_ms),
             ("http.keep_alive_timeout_ms", h.keep_alive_timeout_ms),
             ("http.max_wait_ms", h.max_wait_ms),
+            ("http.max_sessions", h.max_sessions as u64),
+            ("http.session_idle_ms", h.session_idle_ms),
+            ("http.session_max_age_ms", h.session_max_age_ms),
         ] {
             if value == 0 {
                 return Err(format!("{key}: must be greater than 0"));

@@ -7,12 +7,16 @@
 use crate::cluster::node::LoadWaiter;
 use crate::cluster::Cluster;
 use crate::delivery::{deliver, deliver_all_but, Delivery, Waker};
+use crate::identity::{Identity, Refusal, SecretHash, SessionLimits};
+use crate::login_limit::LoginLimit;
 use crate::protocol::{ErrorCode, Position, PresenceKind, PushRef, RoomInfo, ServerLimits};
 use crate::room::{Event, HistoryPlan, RoomState};
 use crate::store::{new_epoch, Append, Committed, Entry, FsyncPolicy, LogWriter, RoomLog};
 use bytes::{Bytes, BytesMut};
 use reactor::{ConnId, Context, ReactorHandle, ServiceId};
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,6 +46,50 @@ pub struct Settings {
     /// Messages the log keeps per room (a resume older than that is not
     /// recovered).
     pub retain_messages: u64,
+    /// Bounds of the HTTP session table.
+    pub sessions: SessionLimits,
+    /// Login attempts per client address per minute (0: no limit).
+    pub logins_per_minute: u32,
+}
+
+/// How the core is wired to the reactor and the disk.
+#[derive(Clone, Debug)]
+pub struct Wiring {
+    /// Event loops of the reactor.
+    pub loops: usize,
+    /// The service whose `on_loop_notify` delivers room streams.
+    pub service: ServiceId,
+    /// Where sessions are saved across restarts (`None`: in memory only).
+    pub sessions_file: Option<PathBuf>,
+}
+
+/// Why `POST /session` was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionError {
+    /// The nickname is held, on any door.
+    Taken,
+    /// The session table is full.
+    Full,
+    /// The shared token is wrong or missing.
+    BadToken,
+    /// Too many attempts from this address: retry after this many ms.
+    RateLimited(u64),
+}
+
+/// The SHA-256 of a credential: what the session table keeps.
+pub fn secret_hash(credential: &str) -> SecretHash {
+    use sha2::Digest;
+    sha2::Sha256::digest(credential.as_bytes()).into()
+}
+
+/// True if `s` has the shape of a session credential (64 hex digits).
+pub fn is_credential(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    now_us() / 1000
 }
 
 /// A room in memory: its name and its locked state.
@@ -111,6 +159,11 @@ pub struct AckTo {
 pub const ACK: u64 = 1 << 63;
 /// Bit set (with [`ACK`]) when the message could not be stored.
 pub const ACK_FAILED: u64 = 1 << 62;
+/// Bit set in a notify token that tells a chat connection it no longer
+/// speaks for its nickname (another connection took its session over, or
+/// the session ended); the low 16 bits are the error code to push before
+/// closing.
+pub const KICK: u64 = 1 << 61;
 
 /// What the writer gets with each append.
 pub struct AppendToken {
@@ -134,7 +187,10 @@ pub struct ChatCore {
     settings: RwLock<Arc<Settings>>,
     generation: AtomicU64,
     max_payload: AtomicU32,
-    users: Mutex<HashMap<Arc<str>, ConnId>>,
+    /// Who holds which nickname, on every door.
+    identity: Mutex<Identity>,
+    logins: Mutex<LoginLimit>,
+    sessions_file: Option<PathBuf>,
     pub(crate) rooms: Mutex<HashMap<Arc<str>, RoomRef>>,
     next_id: Arc<AtomicU64>,
     going_away: Mutex<(String, u32)>,
@@ -158,28 +214,39 @@ const WRITER_QUEUE: usize = 65_536;
 const MAX_LISTED: usize = 10_000;
 
 impl ChatCore {
-    /// A core with no users, on `log`, for a reactor of `loops` event loops
-    /// whose service `service` delivers room streams. Call
+    /// A core with no users, on `log`, wired to a reactor as `wiring`
+    /// says; sessions saved in `wiring.sessions_file` come back. Call
     /// [`ChatCore::attach`] once the reactor is built.
     pub fn new(
         settings: Settings,
         log: Arc<dyn RoomLog>,
         policy: FsyncPolicy,
-        loops: usize,
-        service: ServiceId,
+        wiring: Wiring,
     ) -> Arc<ChatCore> {
+        let mut identity = Identity::new(settings.sessions);
+        if let Some(path) = &wiring.sessions_file {
+            match crate::sessions_file::load(path) {
+                Ok(saved) => {
+                    let n = identity.restore(saved, now_ms());
+                    log::info!("sessions: {n} restored from {}", path.display());
+                }
+                Err(e) => log::warn!("sessions: {e}; starting with none"),
+            }
+        }
         Arc::new_cyclic(|me| ChatCore {
             max_payload: AtomicU32::new(settings.limits.max_payload),
+            logins: Mutex::new(LoginLimit::new(settings.logins_per_minute)),
             settings: RwLock::new(Arc::new(settings)),
             generation: AtomicU64::new(0),
-            users: Mutex::new(HashMap::new()),
+            identity: Mutex::new(identity),
+            sessions_file: wiring.sessions_file,
             rooms: Mutex::new(HashMap::new()),
             next_id: Arc::new(AtomicU64::new(log.first_id())),
             going_away: Mutex::new(("server shutting down".to_string(), 0)),
             log,
             policy,
             writer: OnceLock::new(),
-            delivery: Delivery::new(loops, service),
+            delivery: Delivery::new(wiring.loops, wiring.service),
             counts: Mutex::new(Vec::new()),
             cluster: OnceLock::new(),
             load_waiters: Mutex::new(HashMap::new()),
@@ -238,6 +305,7 @@ impl ChatCore {
             match weak.upgrade() {
                 Some(core) => {
                     core.push_counts();
+                    core.sweep_sessions();
                     core.delivery.wake_stalled(core.delivery.handle());
                 }
                 None => return,
@@ -249,6 +317,7 @@ impl ChatCore {
     /// Writes what is queued and closes the room log, releasing it for a
     /// successor; later messages get `StoreFailed`.
     pub fn close_log(&self) -> Result<(), String> {
+        self.save_sessions(true);
         match self.writer.get() {
             Some(w) => w.close().map_err(|e| e.to_string()),
             None => self.log.close(self.next_id.load(Ordering::Acquire)).map_err(|e| e.to_string()),
@@ -299,53 +368,201 @@ impl ChatCore {
     /// Applies new settings to every session from its next frame on.
     pub fn reload(&self, settings: Settings) {
         self.max_payload.store(settings.limits.max_payload, Ordering::Relaxed);
+        lock(&self.identity).set_limits(settings.sessions);
+        lock(&self.logins).set_rate(settings.logins_per_minute);
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Claims a nickname for a connection.
+    /// Claims a nickname for a connection (a login without a session):
+    /// refused if anyone holds it, on any door.
     pub fn login(&self, nick: &str, id: ConnId) -> Result<Arc<str>, ErrorCode> {
-        let mut users = lock(&self.users);
-        if users.contains_key(nick) {
-            return Err(ErrorCode::NicknameTaken);
+        lock(&self.identity).claim(nick, id).map_err(|_| ErrorCode::NicknameTaken)
+    }
+
+    /// Logs the current connection in as `nick` with the session named by
+    /// `credential`; the connection that spoke for the session until now is
+    /// told and closed. `BadToken` if there is no such live session for
+    /// `nick`.
+    pub fn login_session(
+        &self,
+        cx: &mut Context<'_>,
+        nick: &str,
+        credential: &str,
+    ) -> Result<Arc<str>, ErrorCode> {
+        let attached = lock(&self.identity).attach(nick, &secret_hash(credential), cx.id(), now_ms());
+        let (nick, displaced) = attached.map_err(|_| ErrorCode::BadToken)?;
+        if let Some(old) = displaced {
+            self.kick(&mut Waker::Context(cx), old, ErrorCode::NicknameTaken);
         }
-        let nick: Arc<str> = Arc::from(nick);
-        users.insert(nick.clone(), id);
         Ok(nick)
     }
 
-    /// Releases a nickname (only if `id` still holds it), in the cluster too.
+    /// Releases a nickname (only if `id` still holds it; a session stays);
+    /// in a cluster, the node's claim goes once nothing here holds it.
     pub fn logout(&self, nick: &str, id: ConnId) {
         let held = {
-            let mut users = lock(&self.users);
-            users.get(nick) == Some(&id) && users.remove(nick).is_some()
+            let mut identity = lock(&self.identity);
+            identity.release(nick, id, now_ms());
+            identity.holds(nick)
         };
-        if let (true, Some(c)) = (held, self.cluster()) {
+        if let (false, Some(c)) = (held, self.cluster()) {
             c.release(nick);
+        }
+    }
+
+    /// In a cluster: gives back the node's claim on `nick` once nothing on
+    /// this node holds it.
+    fn release_if_free(&self, nick: &str) {
+        if let Some(c) = self.cluster() {
+            if !lock(&self.identity).holds(nick) {
+                c.release(nick);
+            }
         }
     }
 
     /// Releases a nickname on this node only (a claim the cluster refused).
     pub(crate) fn logout_local(&self, nick: &str, id: ConnId) {
-        let mut users = lock(&self.users);
-        if users.get(nick) == Some(&id) {
-            users.remove(nick);
-        }
+        lock(&self.identity).release(nick, id, now_ms());
     }
 
-    /// Every nickname held on this node, with its connection.
-    pub(crate) fn local_users(&self) -> Vec<(Arc<str>, ConnId)> {
-        lock(&self.users).iter().map(|(n, c)| (n.clone(), *c)).collect()
+    /// Every nickname held on this node (connections and sessions), with
+    /// the connection that speaks for it now, if any.
+    pub(crate) fn local_users(&self) -> Vec<(Arc<str>, Option<ConnId>)> {
+        let identity = lock(&self.identity);
+        identity.nicks().map(|(n, _)| (n.clone(), identity.conn_of(n))).collect()
     }
 
     /// The connection a user is logged in on.
     pub fn user(&self, nick: &str) -> Option<ConnId> {
-        lock(&self.users).get(nick).copied()
+        lock(&self.identity).conn_of(nick)
     }
 
-    /// Number of logged-in users.
+    /// Number of nicknames held (connections and sessions).
     pub fn user_count(&self) -> usize {
-        lock(&self.users).len()
+        lock(&self.identity).len()
+    }
+
+    /// Number of HTTP sessions open.
+    pub fn session_count(&self) -> usize {
+        lock(&self.identity).sessions()
+    }
+
+    /// Every nickname held, sorted, with whether a chat connection speaks
+    /// for it now; at most `limit`, and the total.
+    pub fn online(&self, limit: usize) -> (usize, Vec<(String, bool)>) {
+        let id = lock(&self.identity);
+        let mut all: Vec<(String, bool)> = id.nicks().map(|(n, live)| (n.to_string(), live)).collect();
+        drop(id);
+        all.sort();
+        let total = all.len();
+        all.truncate(limit);
+        (total, all)
+    }
+
+    /// Whether a login attempt from `ip` may be checked now; `Err(ms)`: no,
+    /// for that long. Failed attempts are counted with
+    /// [`ChatCore::login_failed`].
+    pub fn login_allowed(&self, ip: Option<IpAddr>) -> Result<(), u64> {
+        let Some(ip) = ip else { return Ok(()) };
+        lock(&self.logins).check(ip, now_ms())
+    }
+
+    /// Counts a failed login attempt (a wrong token) from `ip`.
+    pub fn login_failed(&self, ip: Option<IpAddr>) {
+        if let Some(ip) = ip {
+            let _ = lock(&self.logins).take(ip, now_ms());
+        }
+    }
+
+    /// Opens an HTTP session for `nick` (`POST /session`): checks the rate
+    /// from `ip` and the shared token, and returns the new credential.
+    pub fn open_session(
+        &self,
+        nick: &str,
+        token: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> Result<(String, Arc<str>), SessionError> {
+        if let Some(ip) = ip {
+            lock(&self.logins).take(ip, now_ms()).map_err(SessionError::RateLimited)?;
+        }
+        if let Some(expected) = &self.settings().token {
+            if token != Some(expected.as_str()) {
+                return Err(SessionError::BadToken);
+            }
+        }
+        let mut secret = [0u8; 32];
+        if let Err(e) = getrandom::fill(&mut secret) {
+            log::error!("sessions: no random bytes from the system: {e}");
+            return Err(SessionError::Full);
+        }
+        let credential: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let opened = lock(&self.identity).open_session(nick, secret_hash(&credential), now_ms());
+        match opened {
+            Ok(nick) => Ok((credential, nick)),
+            Err(Refusal::Full) => Err(SessionError::Full),
+            Err(_) => Err(SessionError::Taken),
+        }
+    }
+
+    /// The nickname of the live session `credential` names, marking it used.
+    pub fn authenticate(&self, credential: &str) -> Option<Arc<str>> {
+        lock(&self.identity).authenticate(&secret_hash(credential), now_ms())
+    }
+
+    /// Logs a session out (its connection, if any, is told and closed).
+    /// False if there was no such session.
+    pub fn end_session(&self, cx: &mut Context<'_>, credential: &str) -> bool {
+        let ended = lock(&self.identity).end_session(&secret_hash(credential));
+        match ended {
+            Some((nick, conn)) => {
+                self.release_if_free(&nick);
+                if let Some(conn) = conn {
+                    self.kick(&mut Waker::Context(cx), conn, ErrorCode::BadToken);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends expired sessions (telling and closing their connections) and
+    /// saves the table if it changed (from the ticker thread).
+    fn sweep_sessions(&self) {
+        let ended = lock(&self.identity).sweep(now_ms());
+        if !ended.is_empty() {
+            let handle = self.delivery.handle();
+            for (nick, conn) in ended {
+                log::debug!("session of {nick} expired");
+                self.release_if_free(&nick);
+                if let Some(conn) = conn {
+                    self.kick(&mut Waker::Handle(handle), conn, ErrorCode::BadToken);
+                }
+            }
+        }
+        self.save_sessions(false);
+    }
+
+    /// Writes the session table to its file if it changed (or `always`).
+    fn save_sessions(&self, always: bool) {
+        let Some(path) = &self.sessions_file else { return };
+        let saved = {
+            let mut id = lock(&self.identity);
+            if !id.take_dirty() && !always {
+                return;
+            }
+            id.save()
+        };
+        if let Err(e) = crate::sessions_file::store(path, &saved) {
+            log::error!("sessions: {e}");
+        }
+    }
+
+    /// Tells connection `id` (on any loop) that it no longer speaks for
+    /// its nickname: its session answers the notify with an error push
+    /// `code` and closes (see [`KICK`]).
+    pub(crate) fn kick(&self, waker: &mut Waker<'_, '_>, id: ConnId, code: ErrorCode) {
+        self.delivery.notify(waker, id, KICK | u64::from(code.as_u16()));
     }
 
     /// A new message id and timestamp.
@@ -827,12 +1044,5 @@ impl ChatCore {
         let mut buf = BytesMut::with_capacity(len);
         push.encode(&mut buf);
         Some(buf.freeze())
-    }
-}
-
-/// Appends an owned push's frame to the current connection's output.
-pub(crate) fn send_push(cx: &mut reactor::FramedContext<'_, '_>, push: &crate::protocol::Push) {
-    if let Err(e) = cx.send_frame_with(|buf| push.encode(buf)) {
-        log::error!("cannot send a push: {e}");
     }
 }

@@ -5,12 +5,16 @@
 //! - [`protocol`]: the wire protocol as an I/O-free codec;
 //! - [`config`]: the TOML configuration and its checks (`chat-server -t`);
 //! - [`core`]: users, rooms and history shared by every event loop;
+//! - [`identity`]: who holds which nickname on every door, and HTTP
+//!   sessions (I/O-free), with [`login_limit`] per client address;
 //! - [`cluster`]: several nodes serving the same rooms on Redis (offsets,
 //!   room logs, nicknames and presence there), with [`completion`] for
 //!   answers that come back from it;
 //! - [`session`]: one connection's protocol state machine, a
-//!   [`reactor::Handler`] over the [`reactor::FrameCodec`];
-//! - [`http_api`]: the same chat over HTTP/1.1, on the `http1` adapter;
+//!   [`reactor::Handler`] over the [`reactor::FrameCodec`], shared with the
+//!   WebSocket door ([`ws_session`]);
+//! - [`http_api`]: the same chat over HTTP/1.1, on the `http1` adapter,
+//!   with sessions, the chat page and the chat over WebSocket;
 //! - [`server`]: the reactor with its chat services, and reload;
 //! - [`listeners`] and [`upgrade`]: inherited listening sockets (systemd,
 //!   or a predecessor) and binary upgrade on the fly;
@@ -34,12 +38,16 @@ pub mod config;
 pub mod core;
 pub mod delivery;
 pub mod http_api;
+pub mod identity;
 pub mod listeners;
+pub mod login_limit;
 pub mod metrics;
 pub mod protocol;
 pub mod room;
 pub mod sd_notify;
 pub mod server;
 pub mod session;
+pub mod sessions_file;
 pub mod store;
 pub mod upgrade;
+pub mod ws_session;

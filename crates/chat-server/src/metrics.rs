@@ -76,7 +76,8 @@ pub fn render(stats: &[reactor::ServiceStats], core: &ChatCore) -> String {
     }
     {
         let chat = registry.sub_registry_with_prefix("chat");
-        chat.register("users", "Nicknames held on this node", gauge(core.user_count()));
+        chat.register("users", "Nicknames held on this node, on every door", gauge(core.user_count()));
+        chat.register("sessions", "HTTP sessions open", gauge(core.session_count()));
         chat.register("rooms", "Rooms in memory (rooms without members leave it)", gauge(core.room_count()));
         if let Some(log) = core.log_stats() {
             let log_counters = [
@@ -121,8 +122,7 @@ mod tests {
             crate::server::settings(&config),
             log,
             policy,
-            1,
-            reactor::ServiceId::from_index(0),
+            crate::core::Wiring { loops: 1, service: reactor::ServiceId::from_index(0), sessions_file: None },
         );
         let text = super::render(&[stats], &core);
         assert!(text.contains("# TYPE switchboard_connections_accepted counter"), "{text}");

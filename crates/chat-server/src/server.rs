@@ -2,8 +2,9 @@
 //! address, the shared core, and reload.
 
 use crate::config::{Config, DataDir, Fsync, HttpApiConfig, SlowConsumer};
-use crate::core::{ChatCore, Settings};
+use crate::core::{ChatCore, Settings, Wiring};
 use crate::http_api::ChatHttp;
+use crate::identity::SessionLimits;
 use crate::listeners::{BoundListener, ServiceKind};
 use crate::protocol::{ErrorCode, Push};
 use crate::session::ChatService;
@@ -34,6 +35,12 @@ pub fn settings(config: &Config) -> Settings {
         recover_limit: config.store.recover_limit as usize,
         tail_bytes: config.chat.room_tail_bytes,
         retain_messages: config.store.retain_messages,
+        sessions: SessionLimits {
+            max_sessions: config.http.max_sessions,
+            idle_ms: config.http.session_idle_ms,
+            max_age_ms: config.http.session_max_age_ms,
+        },
+        logins_per_minute: config.http.logins_per_minute,
     }
 }
 
@@ -169,9 +176,22 @@ pub fn bind(config: &Config) -> io::Result<Vec<BoundListener>> {
         .collect()
 }
 
-/// The reactor limits of one HTTP listener, from a config.
+/// The reactor limits of one HTTP listener, from a config. Its
+/// connections may turn into chat connections over WebSocket: they get the
+/// chat's write queue bounds and slow-consumer policy.
 pub fn http_service_config(config: &Config, name: &str) -> ServiceConfig {
-    ServiceConfig { max_connections: config.http.max_connections, ..ServiceConfig::new(name) }
+    let c = &config.chat;
+    ServiceConfig {
+        max_connections: config.http.max_connections,
+        write_high_watermark: c.write_high_watermark,
+        write_low_watermark: c.write_high_watermark / 4,
+        max_write_queue: c.max_write_queue,
+        slow_consumer: match c.slow_consumer {
+            SlowConsumer::Pause => SlowConsumerPolicy::PauseReading,
+            SlowConsumer::Disconnect => SlowConsumerPolicy::Disconnect,
+        },
+        ..ServiceConfig::new(name)
+    }
 }
 
 fn http_config(config: &Config) -> HttpConfig {
@@ -180,6 +200,10 @@ fn http_config(config: &Config) -> HttpConfig {
         max_body_size: h.max_body_size,
         head_timeout: Duration::from_millis(h.head_timeout_ms),
         keep_alive_timeout: Duration::from_millis(h.keep_alive_timeout_ms),
+        // A chat payload per WebSocket message; the chat session closes an
+        // idle client first (with an error push), this is the backstop.
+        ws_max_message: config.chat.max_payload as usize,
+        ws_idle_timeout: Duration::from_millis(u64::from(config.chat.idle_timeout_ms) * 2),
         ..HttpConfig::default()
     }
 }
@@ -216,9 +240,18 @@ impl ChatServer {
     ) -> io::Result<ChatServer> {
         let frames = frame_config(&config);
         let loops = loop_count(&config);
-        // Service 0 (the first chat listener) delivers room streams.
-        let core =
-            ChatCore::new(settings(&config), log, fsync_policy(&config), loops, ServiceId::from_index(0));
+        // Service 0 (the first listener) delivers room streams; every
+        // connection's codec frames what it is sent (a length prefix on the
+        // TCP door, a WebSocket message on an upgraded HTTP connection).
+        let wiring = Wiring {
+            loops,
+            service: ServiceId::from_index(0),
+            sessions_file: match config.store.data_dir() {
+                DataDir::Memory => None,
+                DataDir::Path(dir) => Some(dir.join(crate::sessions_file::FILE_NAME)),
+            },
+        };
+        let core = ChatCore::new(settings(&config), log, fsync_policy(&config), wiring);
         let mut builder = Reactor::builder().threads(loops);
         let http = http_config(&config);
         http.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("http: {e}")))?;
@@ -291,9 +324,20 @@ impl ChatServer {
         if new.chat.listen != self.config.chat.listen || new.http.listen != self.config.http.listen {
             ignored.push("listen address changes need a restart (or a binary upgrade)".to_string());
         }
-        if new.http != self.config.http && new.http.listen == self.config.http.listen {
+        // What a reload applies of [http]: max_connections and the session
+        // and login limits; the rest is the listeners' and needs a restart.
+        let fixed = |h: &HttpApiConfig| HttpApiConfig {
+            max_connections: 0,
+            max_sessions: 0,
+            session_idle_ms: 0,
+            session_max_age_ms: 0,
+            logins_per_minute: 0,
+            ..h.clone()
+        };
+        if fixed(&new.http) != fixed(&self.config.http) && new.http.listen == self.config.http.listen {
             ignored.push(
-                "http limits other than max_connections need a restart (or a binary upgrade)".to_string(),
+                "http limits other than max_connections and the session limits need a restart (or a binary upgrade)"
+                    .to_string(),
             );
         }
         if new.cluster != self.config.cluster {
@@ -314,10 +358,17 @@ impl ChatServer {
         self.core.reload(settings(&new));
         let (listen, http, threads) =
             (self.config.chat.listen.clone(), self.config.http.clone(), self.config.threads);
-        let max_connections = new.http.max_connections;
+        let applied = HttpApiConfig {
+            max_connections: new.http.max_connections,
+            max_sessions: new.http.max_sessions,
+            session_idle_ms: new.http.session_idle_ms,
+            session_max_age_ms: new.http.session_max_age_ms,
+            logins_per_minute: new.http.logins_per_minute,
+            ..http
+        };
         self.config = new;
         self.config.chat.listen = listen;
-        self.config.http = HttpApiConfig { max_connections, ..http };
+        self.config.http = applied;
         self.config.threads = threads;
         Ok(ignored)
     }

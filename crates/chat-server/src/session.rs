@@ -9,16 +9,18 @@
 
 use crate::cluster::node::ClusterJoin;
 use crate::completion::{Completion, Mailbox, ReplyTo, COMPLETION};
-use crate::core::{send_push, AckTo, ChatCore, Joined, RoomRef, Settings, ACK, ACK_FAILED};
+use crate::core::{AckTo, ChatCore, Joined, RoomRef, Settings, ACK, ACK_FAILED, KICK};
 use crate::protocol::{
     ClientFrame, ClientFrameRef, DecodeErrorKind, ErrorCode, OkBody, Position, Push, PushRef, Request,
     RequestRef, ServerFrame, PROTOCOL_VERSION,
 };
 use crate::store::Entry;
+use bytes::BytesMut;
 use framing::FrameError;
 use reactor::{CloseReason, Context, Frame, FrameCodec, FrameDecodeError, FramedContext, Handler};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::DerefMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +90,9 @@ pub struct Session {
     /// Requests waiting for `slots` to empty.
     deferred: VecDeque<ClientFrame>,
     next_seq: u64,
+    /// The session credential a WebSocket handshake carried (cookie or
+    /// `Authorization`): a `Login` with its nickname needs no token.
+    preauth: Option<Box<str>>,
     /// In a cluster: where answers from Redis land (made at first use).
     mailbox: Option<Mailbox>,
     /// In a cluster: the nickname being claimed, until the claim is answered.
@@ -157,7 +162,7 @@ impl ChatService {
 
     /// Takes a decoded request: handled now, or queued behind a reply that
     /// waits for the log.
-    fn take(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: ClientFrameRef<'_>) {
+    fn take<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, frame: ClientFrameRef<'_>) {
         let is_say = matches!(frame.request, RequestRef::Say { .. });
         if matches!(frame.request, RequestRef::Pong { .. }) {
             return; // answers our ping: no reply, nothing to order
@@ -175,7 +180,7 @@ impl ChatService {
     }
 
     /// Answers in request order: now, or behind the replies still waiting.
-    fn answer(&self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: ServerFrame) {
+    fn answer<'a>(&self, cx: &mut impl Door<'a>, s: &mut Session, frame: ServerFrame) {
         if s.slots.is_empty() {
             reply(cx, frame);
         } else {
@@ -183,22 +188,14 @@ impl ChatService {
         }
     }
 
-    fn request(
-        &mut self,
-        cx: &mut FramedContext<'_, '_>,
-        s: &mut Session,
-        request_id: u32,
-        req: RequestRef<'_>,
-    ) {
+    fn request<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, request_id: u32, req: RequestRef<'_>) {
         let result = match (req, &s.nick) {
             (RequestRef::Ping { nonce }, _) => Ok(OkBody::Pong { nonce }),
             (RequestRef::Pong { .. }, _) => return,
-            (RequestRef::Login { nick, token, .. }, None) => {
-                if let Some(c) = self.core.cluster().cloned() {
-                    return self.cluster_login(cx, s, request_id, &c, nick, token);
-                }
-                self.login(cx, s, nick, token)
-            }
+            (RequestRef::Login { nick, token, .. }, None) => match self.core.cluster().cloned() {
+                Some(c) => return self.cluster_login(cx, s, request_id, &c, nick, token),
+                None => self.login(cx, s, nick, token),
+            },
             (RequestRef::Login { .. }, Some(_)) => {
                 Err((ErrorCode::AlreadyLoggedIn, "already logged in".into()))
             }
@@ -263,17 +260,30 @@ impl ChatService {
         s.slots.push_back(Slot::Pending { seq: reply.seq, request_id, say, retry });
     }
 
-    fn cluster_login(
+    /// A login on a node of a cluster: the nickname is claimed on this
+    /// node's identity table, then across the cluster (the answer comes
+    /// when Redis has said). A session credential attaches at once: its
+    /// nickname was claimed across the cluster when the session opened.
+    fn cluster_login<'a>(
         &mut self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         request_id: u32,
         cluster: &crate::cluster::Cluster,
         nick: &str,
         token: Option<&str>,
     ) {
+        let credential = token.filter(|t| crate::core::is_credential(t)).or(s.preauth.as_deref());
+        if credential.is_some() {
+            let frame = match self.login(cx, s, nick, token) {
+                Ok(body) => ServerFrame::ok(request_id, body),
+                Err((code, message)) => ServerFrame::error(request_id, code, &message),
+            };
+            return self.answer(cx, s, frame);
+        }
         if let Some(expected) = &self.settings.token {
             if token != Some(expected.as_str()) {
+                self.core.login_failed(cx.peer_addr().map(|a| a.ip()));
                 return reply_err(cx, request_id, ErrorCode::BadToken, "wrong or missing token");
             }
         }
@@ -287,28 +297,57 @@ impl ChatService {
         }
     }
 
-    fn login(
+    fn login<'a>(
         &mut self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         nick: &str,
         token: Option<&str>,
     ) -> Result<OkBody, (ErrorCode, String)> {
-        if let Some(expected) = &self.settings.token {
-            if token != Some(expected.as_str()) {
-                return Err((ErrorCode::BadToken, "wrong or missing token".into()));
+        let ip = cx.peer_addr().map(|a| a.ip());
+        let needs_check = self.settings.token.is_some() || token.is_some() || s.preauth.is_some();
+        if needs_check {
+            if let Err(ms) = self.core.login_allowed(ip) {
+                return Err((
+                    ErrorCode::RateLimited,
+                    format!("too many failed logins; retry in {} s", ms.div_ceil(1000)),
+                ));
             }
         }
-        let nick = self.core.login(nick, cx.id()).map_err(|c| (c, format!("{nick} is taken")))?;
+        // A session credential, in the token or from the WebSocket
+        // handshake (cookie or Authorization), speaks as its nickname.
+        let credential = token.filter(|t| crate::core::is_credential(t)).or(s.preauth.as_deref());
+        let by_session = credential.map(|c| self.core.login_session(cx, nick, c));
+        let nick = match by_session {
+            Some(Ok(nick)) => nick,
+            // A credential given as the token that names no session of this
+            // nickname is a wrong token (unless it is the shared one).
+            Some(Err(_))
+                if token.is_some_and(crate::core::is_credential)
+                    && self.settings.token.as_deref() != token =>
+            {
+                self.core.login_failed(ip);
+                return Err((ErrorCode::BadToken, "no such session for this nickname".into()));
+            }
+            _ => {
+                if let Some(expected) = &self.settings.token {
+                    if token != Some(expected.as_str()) {
+                        self.core.login_failed(ip);
+                        return Err((ErrorCode::BadToken, "wrong or missing token".into()));
+                    }
+                }
+                self.core.login(nick, cx.id()).map_err(|c| (c, format!("{nick} is taken")))?
+            }
+        };
         log::debug!("{} logged in as {nick}", cx.id());
         s.nick = Some(nick);
         Ok(OkBody::Welcome(self.settings.limits))
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn join(
+    fn join<'a>(
         &mut self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         request_id: u32,
         room: &str,
@@ -316,19 +355,23 @@ impl ChatService {
         nick: &Arc<str>,
         prefetched: Option<Vec<Arc<Entry>>>,
     ) {
-        let fail = |cx: &mut FramedContext<'_, '_>, code, msg: &str| reply_err(cx, request_id, code, msg);
         if s.rooms.iter().any(|m| &*m.name == room) {
-            return fail(cx, ErrorCode::AlreadyMember, &format!("already in {room}"));
+            return reply_err(cx, request_id, ErrorCode::AlreadyMember, &format!("already in {room}"));
         }
         if s.rooms.len() >= self.settings.limits.max_rooms_per_user as usize {
             let max = self.settings.limits.max_rooms_per_user;
-            return fail(cx, ErrorCode::TooManyRooms, &format!("at most {max} rooms per user"));
+            return reply_err(
+                cx,
+                request_id,
+                ErrorCode::TooManyRooms,
+                &format!("at most {max} rooms per user"),
+            );
         }
         let may_create = self.may_create(s, cx.now());
         if let Some(cluster) = self.core.cluster().cloned() {
             let reply = s.reply_to(cx.id());
             let retry = ClientFrame { request_id, request: Request::Join { room: room.to_string(), resume } };
-            return match self.core.cluster_join(
+            let joining = self.core.cluster_join(
                 &cluster,
                 cx,
                 room,
@@ -337,7 +380,8 @@ impl ChatService {
                 may_create,
                 prefetched,
                 reply.clone(),
-            ) {
+            );
+            return match joining {
                 Ok((ClusterJoin::Done(joined), created)) => {
                     if created {
                         s.created += 1;
@@ -350,7 +394,7 @@ impl ChatService {
                     }
                     self.pending(s, request_id, &reply, false, Some(retry));
                 }
-                Err(code) => fail(cx, code, &format!("cannot join {room}")),
+                Err(code) => reply_err(cx, request_id, code, &format!("cannot join {room}")),
             };
         }
         match self.core.join(cx, room, nick, resume, may_create) {
@@ -362,16 +406,21 @@ impl ChatService {
             }
             Err(ErrorCode::UnknownRoom) if !may_create => {
                 let max = self.settings.room_creations_per_minute;
-                fail(cx, ErrorCode::TooManyRooms, &format!("at most {max} new rooms per minute"));
+                reply_err(
+                    cx,
+                    request_id,
+                    ErrorCode::TooManyRooms,
+                    &format!("at most {max} new rooms per minute"),
+                );
             }
-            Err(code) => fail(cx, code, &format!("cannot join {room}")),
+            Err(code) => reply_err(cx, request_id, code, &format!("cannot join {room}")),
         }
     }
 
     /// Sends a join's reply and history, and keeps the room.
-    fn joined(
+    fn joined<'a>(
         &self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         request_id: u32,
         room: &str,
@@ -397,9 +446,7 @@ impl ChatService {
                         text: &m.text,
                         history: true,
                     };
-                    if let Err(e) = cx.send_frame_with(|buf| push.encode(buf)) {
-                        log::error!("history message {} does not fit a frame: {e}", m.id);
-                    }
+                    cx.send_payload(|buf| push.encode(buf));
                 }
                 let name = joined.room.name.clone();
                 s.rooms.push(Membership { name, room: joined.room });
@@ -418,30 +465,29 @@ impl ChatService {
         }
     }
 
-    fn leave(
+    fn leave<'a>(
         &mut self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         room: &str,
     ) -> Result<OkBody, (ErrorCode, String)> {
         let Some(i) = s.rooms.iter().position(|m| &*m.name == room) else { return Err(self.not_in(room)) };
         let m = s.rooms.swap_remove(i);
+        // The room's events the leaver has yet to get go before the reply.
         let missed = match self.core.cluster().cloned() {
             Some(c) => self.core.cluster_leave(&c, cx, &m.room),
             None => self.core.leave(cx, &m.room),
         }
         .map_err(|c| (c, format!("cannot leave {room}")))?;
         for payload in missed {
-            if let Err(e) = cx.send_frame(&payload) {
-                log::error!("a room event does not fit a frame: {e}");
-            }
+            cx.send_payload(|buf| buf.extend_from_slice(&payload));
         }
         Ok(OkBody::Empty)
     }
 
-    fn check_message(
+    fn check_message<'a>(
         &self,
-        cx: &FramedContext<'_, '_>,
+        cx: &impl Door<'a>,
         s: &mut Session,
         text: &str,
     ) -> Result<(), (ErrorCode, String)> {
@@ -459,9 +505,9 @@ impl ChatService {
         Ok(())
     }
 
-    fn say(
+    fn say<'a>(
         &mut self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         request_id: u32,
         room: &str,
@@ -510,9 +556,9 @@ impl ChatService {
         }
     }
 
-    fn direct(
+    fn direct<'a>(
         &mut self,
-        cx: &mut FramedContext<'_, '_>,
+        cx: &mut impl Door<'a>,
         s: &mut Session,
         to: &str,
         text: &str,
@@ -525,7 +571,7 @@ impl ChatService {
 
     /// The log reported message `seq` stored (or not): its reply and the
     /// ones queued behind it leave, then the requests that waited run.
-    fn stored(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, seq: u64, ok: bool) {
+    fn stored<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, seq: u64, ok: bool) {
         for slot in s.slots.iter_mut() {
             if let Slot::Stored { seq: q, request_id, body } = slot {
                 if *q == seq {
@@ -548,7 +594,7 @@ impl ChatService {
 
     /// Sends the replies ready at the front, then runs the requests that
     /// waited for them.
-    fn flush(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session) {
+    fn flush<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session) {
         loop {
             while let Some(Slot::Ready(_)) = s.slots.front() {
                 if let Some(Slot::Ready(frame)) = s.slots.pop_front() {
@@ -568,7 +614,7 @@ impl ChatService {
     }
 
     /// Answers from the cluster arrived in the mailbox.
-    fn completed(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session) {
+    fn completed<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session) {
         let done = match &s.mailbox {
             Some(m) => std::mem::take(&mut *crate::core::lock(m)),
             None => return,
@@ -646,25 +692,46 @@ impl ChatService {
     }
 }
 
-fn reply(cx: &mut FramedContext<'_, '_>, frame: ServerFrame) {
-    if let Err(e) = cx.send_frame_with(|buf| frame.encode(buf)) {
-        log::error!("reply does not fit a frame: {e}");
-    }
+fn reply<'a>(cx: &mut impl Door<'a>, frame: ServerFrame) {
+    cx.send_payload(|buf| frame.encode(buf));
 }
 
-fn reply_err(cx: &mut FramedContext<'_, '_>, request_id: u32, code: ErrorCode, message: &str) {
+fn reply_err<'a>(cx: &mut impl Door<'a>, request_id: u32, code: ErrorCode, message: &str) {
     reply(cx, ServerFrame::error(request_id, code, message));
 }
 
-fn error_push(cx: &mut FramedContext<'_, '_>, code: ErrorCode, message: &str) {
-    send_push(cx, &Push::Error { code, message: message.to_string() });
+fn error_push<'a>(cx: &mut impl Door<'a>, code: ErrorCode, message: &str) {
+    let push = Push::Error { code, message: message.to_string() };
+    cx.send_payload(|buf| push.encode(buf));
 }
 
-impl Handler for ChatService {
-    type Codec = FrameCodec;
-    type Conn = Session;
+/// What a door does that the protocol needs: send one payload in its own
+/// framing (a length-prefixed frame, a WebSocket message), and close in
+/// its own words. Everything else is the reactor [`Context`] it derefs to.
+pub trait Door<'a>: DerefMut<Target = Context<'a>> {
+    /// Sends one payload that `fill` writes into the output buffer.
+    fn send_payload(&mut self, fill: impl FnOnce(&mut BytesMut));
 
-    fn on_open(&mut self, cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) -> Session {
+    /// Closes the connection once what is queued is written (a WebSocket
+    /// says `why` in its close frame).
+    fn close_door(&mut self, why: &str) {
+        let _ = why;
+        self.close();
+    }
+}
+
+impl<'a> Door<'a> for FramedContext<'_, 'a> {
+    fn send_payload(&mut self, fill: impl FnOnce(&mut BytesMut)) {
+        if let Err(e) = self.send_frame_with(fill) {
+            log::error!("a reply does not fit a frame: {e}");
+        }
+    }
+}
+
+impl ChatService {
+    /// A new connection's session (`preauth`: the credential its WebSocket
+    /// handshake carried, if any); arms the heartbeat.
+    pub(crate) fn open<'a>(&mut self, cx: &mut impl Door<'a>, preauth: Option<Box<str>>) -> Session {
         self.refresh();
         cx.set_timer(self.heartbeat_period(), HEARTBEAT);
         let now = cx.now();
@@ -680,16 +747,18 @@ impl Handler for ChatService {
             slots: VecDeque::new(),
             deferred: VecDeque::new(),
             next_seq: 0,
+            preauth,
             mailbox: None,
             claiming: None,
         }
     }
 
-    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: Frame<'_>) {
+    /// One payload from the client (a frame's, a WebSocket message's).
+    pub(crate) fn payload<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, payload: &[u8]) {
         self.refresh();
         s.last_heard = cx.now();
         s.pinged = false;
-        match ClientFrameRef::decode(frame.payload()) {
+        match ClientFrameRef::decode(payload) {
             Ok(f) => self.take(cx, s, f),
             Err(e) => {
                 let fatal = match e.kind {
@@ -725,6 +794,89 @@ impl Handler for ChatService {
         }
     }
 
+    /// The heartbeat timer: ping a silent client, close an idle one.
+    /// Returns false if the connection was closed as idle.
+    pub(crate) fn heartbeat<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, token: u64) -> bool {
+        if token != HEARTBEAT {
+            return true;
+        }
+        self.refresh();
+        let silent = cx.now().saturating_duration_since(s.last_heard);
+        let idle = Duration::from_millis(u64::from(self.settings.limits.idle_timeout_ms));
+        if silent >= idle {
+            error_push(
+                cx,
+                ErrorCode::IdleTimeout,
+                &format!("nothing received for {} ms", silent.as_millis()),
+            );
+            cx.close_with(CloseReason::IdleTimeout);
+            return false;
+        }
+        if silent >= self.settings.ping_interval && !s.pinged {
+            s.pinged = true;
+            let push = Push::Ping { nonce: crate::core::now_us() };
+            cx.send_payload(|buf| push.encode(buf));
+        }
+        cx.set_timer(self.heartbeat_period(), HEARTBEAT);
+        true
+    }
+
+    /// A notify for the connection: the log's answer about a message, or
+    /// the end of its hold on its nickname ([`KICK`]).
+    pub(crate) fn notified<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, token: u64) {
+        if token & (ACK | KICK) == 0 && token & COMPLETION != 0 {
+            self.completed(cx, s);
+        } else if token & ACK != 0 {
+            let seq = token & !(ACK | ACK_FAILED);
+            self.stored(cx, s, seq, token & ACK_FAILED == 0);
+        } else if token & KICK != 0 {
+            let code = ErrorCode::from_u16(token as u16).unwrap_or(ErrorCode::BadToken);
+            let why = match code {
+                ErrorCode::NicknameTaken => "signed in again from elsewhere",
+                _ => "the session ended (logged out or expired)",
+            };
+            error_push(cx, code, why);
+            cx.close_door(why);
+        }
+    }
+
+    /// The going-away push of a shutdown or an upgrade.
+    pub(crate) fn going_away<'a>(&mut self, cx: &mut impl Door<'a>) {
+        let (reason, retry_after_ms) = self.core.going_away();
+        let push = Push::GoingAway { retry_after_ms, reason };
+        cx.send_payload(|buf| push.encode(buf));
+    }
+
+    /// The connection closed: leave its rooms, free its nickname.
+    pub(crate) fn closed(&mut self, cx: &mut Context<'_>, s: Session, reason: &CloseReason) {
+        if let Some(nick) = &s.claiming {
+            self.core.logout(nick, cx.id());
+        }
+        let Some(nick) = s.nick else { return };
+        for m in s.rooms {
+            // NotMember can only mean the room was already left.
+            let _ = match self.core.cluster().cloned() {
+                Some(c) => self.core.cluster_leave(&c, cx, &m.room),
+                None => self.core.leave(cx, &m.room),
+            };
+        }
+        self.core.logout(&nick, cx.id());
+        log::debug!("{nick} ({}) left: {reason}", cx.id());
+    }
+}
+
+impl Handler for ChatService {
+    type Codec = FrameCodec;
+    type Conn = Session;
+
+    fn on_open(&mut self, cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) -> Session {
+        self.open(cx, None)
+    }
+
+    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, frame: Frame<'_>) {
+        self.payload(cx, s, frame.payload());
+    }
+
     fn on_decode_error(
         &mut self,
         cx: &mut FramedContext<'_, '_>,
@@ -743,36 +895,11 @@ impl Handler for ChatService {
     }
 
     fn on_timer(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, token: u64) {
-        if token != HEARTBEAT {
-            return;
-        }
-        self.refresh();
-        let silent = cx.now().saturating_duration_since(s.last_heard);
-        let idle = Duration::from_millis(u64::from(self.settings.limits.idle_timeout_ms));
-        if silent >= idle {
-            error_push(
-                cx,
-                ErrorCode::IdleTimeout,
-                &format!("nothing received for {} ms", silent.as_millis()),
-            );
-            cx.close_with(CloseReason::IdleTimeout);
-            return;
-        }
-        if silent >= self.settings.ping_interval && !s.pinged {
-            s.pinged = true;
-            send_push(cx, &Push::Ping { nonce: crate::core::now_us() });
-        }
-        cx.set_timer(self.heartbeat_period(), HEARTBEAT);
+        self.heartbeat(cx, s, token);
     }
 
     fn on_notify(&mut self, cx: &mut FramedContext<'_, '_>, s: &mut Session, token: u64) {
-        if token & COMPLETION != 0 && token & ACK == 0 {
-            return self.completed(cx, s);
-        }
-        if token & ACK != 0 {
-            let seq = token & !(ACK | ACK_FAILED);
-            self.stored(cx, s, seq, token & ACK_FAILED == 0);
-        }
+        self.notified(cx, s, token);
     }
 
     fn on_loop_notify(&mut self, cx: &mut Context<'_>, _token: u64) {
@@ -780,23 +907,10 @@ impl Handler for ChatService {
     }
 
     fn on_shutdown(&mut self, cx: &mut FramedContext<'_, '_>, _s: &mut Session) {
-        let (reason, retry_after_ms) = self.core.going_away();
-        send_push(cx, &Push::GoingAway { retry_after_ms, reason });
+        self.going_away(cx);
     }
 
     fn on_close(&mut self, cx: &mut Context<'_>, s: Session, reason: &CloseReason) {
-        if let Some(nick) = &s.claiming {
-            self.core.logout(nick, cx.id());
-        }
-        let Some(nick) = s.nick else { return };
-        for m in s.rooms {
-            // NotMember can only mean the room was already left.
-            let _ = match self.core.cluster().cloned() {
-                Some(c) => self.core.cluster_leave(&c, cx, &m.room),
-                None => self.core.leave(cx, &m.room),
-            };
-        }
-        self.core.logout(&nick, cx.id());
-        log::debug!("{nick} ({}) left: {reason}", cx.id());
+        self.closed(cx, s, reason);
     }
 }

@@ -604,16 +604,27 @@ fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(TIMEOUT)).build().into()
 }
 
-fn http_get(agent: &ureq::Agent, node: &Node, path: &str) -> (u16, serde_json::Value) {
-    let mut r = agent.get(&format!("http://{}{path}", node.http.unwrap())).call().unwrap();
+fn http_get(agent: &ureq::Agent, node: &Node, path: &str, session: &str) -> (u16, serde_json::Value) {
+    let mut r = agent
+        .get(&format!("http://{}{path}", node.http.unwrap()))
+        .header("Authorization", &format!("Bearer {session}"))
+        .call()
+        .unwrap();
     let status = r.status().as_u16();
     (status, serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap_or_default())
 }
 
-fn http_post(agent: &ureq::Agent, node: &Node, path: &str, body: &str) -> (u16, serde_json::Value) {
+fn http_post(
+    agent: &ureq::Agent,
+    node: &Node,
+    path: &str,
+    body: &str,
+    session: &str,
+) -> (u16, serde_json::Value) {
     let mut r = agent
         .post(&format!("http://{}{path}", node.http.unwrap()))
         .header("Content-Type", "application/json")
+        .header("Authorization", &format!("Bearer {session}"))
         .send(body)
         .unwrap();
     let status = r.status().as_u16();
@@ -628,29 +639,47 @@ fn the_http_door_of_every_node_serves_the_same_rooms() {
     let agent = http_agent();
     let mut bob = nodes[1].login("bob");
     bob.join("web").unwrap();
+    // A session's nickname is claimed across the cluster, whatever the door.
+    let (status, opened) = http_post(&agent, &nodes[0], "/session", r#"{"nick":"carol"}"#, "");
+    assert_eq!(status, 201, "{opened}");
+    let carol = opened["session"].as_str().unwrap().to_string();
+    let taken = login(nodes[1].addr, "carol", None).map(|_| ());
+    assert_eq!(server_error(taken), ErrorCode::NicknameTaken, "carol's session holds her nickname");
+    let (status, _) = http_post(&agent, &nodes[2], "/session", r#"{"nick":"bob"}"#, "");
+    assert_eq!(status, 409, "bob is held over TCP on another node");
     // Posted over HTTP on one node, received over TCP on another.
     let (status, posted) =
-        http_post(&agent, &nodes[0], "/rooms/web/messages", r#"{"nick":"carol","text":"from http"}"#);
+        http_post(&agent, &nodes[0], "/rooms/web/messages", r#"{"text":"from http"}"#, &carol);
     assert_eq!(status, 201, "{posted}");
     let (offset, _, from, text) = next_message(&mut bob);
     assert_eq!(
         (offset, from.as_str(), text.as_str()),
         (posted["offset"].as_u64().unwrap(), "carol", "from http")
     );
-    // Read on a third node, from Redis.
-    let (status, page) = http_get(&agent, &nodes[2], "/rooms/web/messages?since=0");
+    // Read on a third node, from Redis (an HTTP session belongs to the node
+    // that opened it; its nickname to the cluster).
+    let (status, opened) = http_post(&agent, &nodes[2], "/session", r#"{"nick":"dave"}"#, "");
+    assert_eq!(status, 201, "{opened}");
+    let dave = opened["session"].as_str().unwrap().to_string();
+    let (status, _) = http_get(&agent, &nodes[2], "/rooms", &carol);
+    assert_eq!(status, 401, "carol's session is node 0's");
+    let (status, page) = http_get(&agent, &nodes[2], "/rooms/web/messages?since=0", &dave);
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["messages"][0]["text"], "from http");
     assert_eq!(page["last_offset"].as_u64(), Some(offset));
-    let (status, _) = http_get(&agent, &nodes[2], "/rooms/nowhere/messages");
+    let (status, _) = http_get(&agent, &nodes[2], "/rooms/nowhere/messages", &dave);
     assert_eq!(status, 404);
     // A long poll on a node that does not hold the room gets the next message.
     let poll = {
         let agent = agent.clone();
         let addr = nodes[2].http.unwrap();
+        let session = dave.clone();
         thread::spawn(move || {
-            let mut r =
-                agent.get(&format!("http://{addr}/rooms/web/messages?since={offset}&wait=5")).call().unwrap();
+            let mut r = agent
+                .get(&format!("http://{addr}/rooms/web/messages?since={offset}&wait=5"))
+                .header("Authorization", &format!("Bearer {session}"))
+                .call()
+                .unwrap();
             serde_json::from_str::<serde_json::Value>(&r.body_mut().read_to_string().unwrap()).unwrap()
         })
     };
@@ -659,7 +688,7 @@ fn the_http_door_of_every_node_serves_the_same_rooms() {
     let got = poll.join().unwrap();
     assert_eq!(got["messages"][0]["offset"].as_u64(), Some(next.offset), "{got}");
     // The room list covers the cluster.
-    let (status, rooms) = http_get(&agent, &nodes[0], "/rooms");
+    let (status, rooms) = http_get(&agent, &nodes[0], "/rooms", &carol);
     assert_eq!(status, 200);
     assert!(
         rooms["rooms"].as_array().unwrap().iter().any(|r| r["name"] == "web" && r["members"] == 1),

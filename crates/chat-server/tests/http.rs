@@ -17,6 +17,8 @@ struct Setup {
     tcp: SocketAddr,
     http: String,
     agent: ureq::Agent,
+    /// The credential of the session "webby" the requests are made with.
+    bearer: String,
 }
 
 fn start() -> Setup {
@@ -31,17 +33,30 @@ fn start() -> Setup {
     let server = ChatServer::start(c).unwrap();
     let tcp = server.local_addrs()[0];
     let http = format!("http://{}", server.http_addrs()[0]);
-    let agent = ureq::Agent::config_builder()
+    let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(TIMEOUT))
         .build()
         .into();
-    Setup { server, tcp, http, agent }
+    let mut r = agent
+        .post(&format!("{http}/session"))
+        .header("Content-Type", "application/json")
+        .send(r#"{"nick": "webby"}"#)
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let body: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let bearer = format!("Bearer {}", body["session"].as_str().unwrap());
+    Setup { server, tcp, http, agent, bearer }
 }
 
 impl Setup {
     fn get(&self, path: &str) -> (u16, String) {
-        let mut r = self.agent.get(&format!("{}{path}", self.http)).call().unwrap();
+        let mut r = self
+            .agent
+            .get(&format!("{}{path}", self.http))
+            .header("Authorization", &self.bearer)
+            .call()
+            .unwrap();
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
     }
 
@@ -50,6 +65,7 @@ impl Setup {
             .agent
             .post(&format!("{}{path}", self.http))
             .header("Content-Type", "application/json")
+            .header("Authorization", &self.bearer)
             .send(body)
             .unwrap();
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
@@ -117,9 +133,17 @@ fn a_long_poll_is_woken_by_a_tcp_message() {
     let first = bob.say("r", "before").unwrap();
     let url = format!("{}/rooms/r/messages?since={}&wait=5", s.http, first.offset);
     let agent = s.agent.clone();
+    let bearer = s.bearer.clone();
     let poll = thread::spawn(move || {
         let started = Instant::now();
-        let body = agent.get(&url).call().unwrap().body_mut().read_to_string().unwrap();
+        let body = agent
+            .get(&url)
+            .header("Authorization", &bearer)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
         (body, started.elapsed())
     });
     thread::sleep(Duration::from_millis(300));
@@ -138,7 +162,7 @@ fn a_long_poll_is_woken_by_a_tcp_message() {
 #[test]
 fn a_long_poll_ends_empty_at_its_wait() {
     let s = start();
-    s.post("/rooms/quiet/messages", r#"{"nick": "w", "text": "x"}"#);
+    s.post("/rooms/quiet/messages", r#"{"text": "x"}"#);
     let last = json(&s.get("/rooms/quiet/messages").1)["last_offset"].as_u64().unwrap();
     assert_eq!(last, 1);
     let started = Instant::now();
@@ -151,12 +175,36 @@ fn a_long_poll_ends_empty_at_its_wait() {
     s.server.shutdown();
 }
 
+/// Issue 14, item 5: a `since` ahead of the room does not wait (it would
+/// miss what comes meanwhile): it answers at once with the room's real
+/// position, and polling from that position sees the next message.
+#[test]
+fn a_long_poll_from_ahead_answers_at_once_with_the_real_position() {
+    let s = start();
+    for text in ["one", "two"] {
+        assert_eq!(s.post("/rooms/ahead/messages", &format!(r#"{{"text": "{text}"}}"#)).0, 201);
+    }
+    let started = Instant::now();
+    let (status, body) = s.get("/rooms/ahead/messages?since=42&wait=5");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(2), "answered at once: {:?}", started.elapsed());
+    let v = json(&body);
+    assert_eq!(v["messages"].as_array().unwrap().len(), 0);
+    let last = v["last_offset"].as_u64().unwrap();
+    assert_eq!(last, 2, "the room's real position");
+    assert_eq!(s.post("/rooms/ahead/messages", r#"{"text": "three"}"#).0, 201);
+    let v = json(&s.get(&format!("/rooms/ahead/messages?since={last}&wait=5")).1);
+    assert_eq!(v["messages"][0]["text"], "three");
+    assert_eq!(v["messages"][0]["offset"].as_u64(), Some(3));
+    s.server.shutdown();
+}
+
 #[test]
 fn rooms_health_and_metrics() {
     let s = start();
     let mut a = s.login("a");
     a.join("one").unwrap();
-    s.post("/rooms/two/messages", r#"{"nick": "w", "text": "x"}"#);
+    s.post("/rooms/two/messages", r#"{"text": "x"}"#);
     let v = json(&s.get("/rooms").1);
     let rooms: Vec<(String, u64)> = v["rooms"]
         .as_array()
@@ -171,7 +219,7 @@ fn rooms_health_and_metrics() {
     assert!(text.contains("# TYPE switchboard_connections_accepted counter"), "{text}");
     assert!(text.contains("switchboard_connections_accepted_total{service=\"chat\"} 1"), "{text}");
     assert!(text.contains("switchboard_connections_open{service=\"http\"} 1"), "{text}");
-    assert!(text.contains("chat_users 1"), "{text}");
+    assert!(text.contains("chat_users 2"), "alice on TCP, webby's session: {text}");
     assert!(text.contains("# TYPE chat_log_appends counter"), "{text}");
     assert!(text.ends_with("# EOF\n"), "OpenMetrics: {text}");
     assert!(text.contains("chat_rooms 1"), "rooms in memory: \"two\" has no members: {text}");
@@ -183,10 +231,11 @@ fn bad_requests_get_clear_statuses() {
     let s = start();
     let (status, body) = s.post("/rooms/r/messages", "not json");
     assert_eq!(status, 400, "{body}");
-    assert!(json(&body)["message"].as_str().unwrap().contains("nick"));
-    assert_eq!(s.post("/rooms/r/messages", r#"{"nick": "bad nick!", "text": "x"}"#).0, 400);
-    assert_eq!(s.post("/rooms/bad%20room/messages", r#"{"nick": "n", "text": "x"}"#).0, 400);
-    let long = format!(r#"{{"nick": "n", "text": "{}"}}"#, "x".repeat(65_500));
+    assert!(json(&body)["message"].as_str().unwrap().starts_with("invalid JSON: "), "{body}");
+    assert_eq!(json(&body)["error"], "bad_request");
+    assert_eq!(s.post("/rooms/r/messages", r#"{"nick": "n", "text": 7}"#).0, 400);
+    assert_eq!(s.post("/rooms/bad%20room/messages", r#"{"text": "x"}"#).0, 400);
+    let long = format!(r#"{{"text": "{}"}}"#, "x".repeat(65_500));
     assert_eq!(s.post("/rooms/r/messages", &long).0, 413);
     assert_eq!(s.get("/rooms/nowhere/messages").0, 404);
     assert_eq!(s.get("/rooms/r/messages?since=abc").0, 400);

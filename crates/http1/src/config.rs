@@ -41,6 +41,12 @@ pub struct HttpConfig {
     /// yet (a long poll). Past it the connection takes no more requests: the
     /// queued ones are answered, then it is closed.
     pub max_pipelined: usize,
+    /// Largest WebSocket message, fragments reassembled (and largest
+    /// frame): past it the connection is closed with 1009.
+    pub ws_max_message: usize,
+    /// Time an upgraded WebSocket connection may send nothing (not even a
+    /// pong) before the adapter closes it with 1001.
+    pub ws_idle_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -53,6 +59,8 @@ impl Default for HttpConfig {
             body_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(60),
             max_pipelined: 64,
+            ws_max_message: 64 << 10,
+            ws_idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -70,7 +78,11 @@ impl HttpConfig {
         if self.max_pipelined == 0 {
             return Err("max_pipelined must be at least 1".into());
         }
+        if self.ws_max_message == 0 {
+            return Err("ws_max_message must be at least 1".into());
+        }
         for (name, d) in [
+            ("ws_idle_timeout", self.ws_idle_timeout),
             ("head_timeout", self.head_timeout),
             ("body_timeout", self.body_timeout),
             ("keep_alive_timeout", self.keep_alive_timeout),

@@ -2,11 +2,13 @@
 
 use crate::request::Request;
 use crate::response::Response;
+use crate::websocket::WebSocketHandler;
 use reactor::Context;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-/// What a handler does with a request: answer now, or later.
+/// What a handler does with a request: answer now, later, or switch the
+/// connection to WebSocket.
 pub enum Outcome<P> {
     /// Send this response now.
     Respond(Response),
@@ -20,6 +22,27 @@ pub enum Outcome<P> {
         /// Longest wait before [`Wake::Timeout`].
         timeout: Duration,
     },
+    /// Answer `101 Switching Protocols` and hand the connection to a
+    /// WebSocket handler: made by [`Outcome::upgrade`].
+    Upgrade(Upgrade),
+}
+
+/// An accepted WebSocket handshake and the handler of the connection.
+pub struct Upgrade {
+    pub(crate) accept: String,
+    pub(crate) handler: Box<dyn WebSocketHandler>,
+}
+
+impl<P> Outcome<P> {
+    /// Switches the connection to WebSocket with `handler` if `req` is a
+    /// valid opening handshake (RFC 6455 section 4.2); otherwise answers
+    /// the refusal: 400, 405, or 426 naming version 13.
+    pub fn upgrade(req: &Request, handler: impl WebSocketHandler) -> Outcome<P> {
+        match crate::websocket::handshake::accept_key(req) {
+            Ok(accept) => Outcome::Upgrade(Upgrade { accept, handler: Box::new(handler) }),
+            Err(refusal) => Outcome::Respond(refusal),
+        }
+    }
 }
 
 impl<P> From<Response> for Outcome<P> {

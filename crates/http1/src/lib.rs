@@ -21,6 +21,9 @@
 //!   allocates nothing per request.
 //! - A handler may answer later ([`Outcome::Wait`]): an HTTP long poll, woken
 //!   by `notify` from another connection or thread, or by its timeout.
+//! - A route may switch its connection to WebSocket ([`Outcome::upgrade`],
+//!   RFC 6455 with tungstenite's codec): the same connection, write queue
+//!   and limits, frames handed to a [`WebSocketHandler`].
 //!
 //! The I/O-free core (head parsing, body framing, chunked decoding, response
 //! encoding) is [`HttpCodec`], a reactor [`Codec`](reactor::Codec); on top
@@ -77,13 +80,15 @@ mod parse;
 mod request;
 mod response;
 mod service;
+mod websocket;
 
 pub use crate::codec::{Continue, HttpCodec, HttpStream, Incoming, Reply};
 pub use crate::config::{HttpConfig, MAX_HEADERS_LIMIT, MAX_HEAD_SIZE_LIMIT};
-pub use crate::handler::{HttpContext, HttpHandler, Outcome, Wake};
+pub use crate::handler::{HttpContext, HttpHandler, Outcome, Upgrade, Wake};
 pub use crate::request::{Fields, Method, Request, Version};
 pub use crate::response::Response;
 pub use crate::service::{HttpConn, HttpService};
+pub use crate::websocket::{close_code, WebSocketHandler, WsContext, WsMessage};
 
 /// The I/O-free request decoder, exported for the fuzz targets and for
 /// tests: not a stable API.

@@ -2,12 +2,13 @@
 //! input, calls the handler in request order, writes responses and keeps the
 //! connection's deadlines with reactor timers.
 
-use crate::codec::{Continue, HttpCodec, Incoming, Reply};
+use crate::codec::{Arrived, Continue, HttpCodec, Incoming, Reply, Switch, WsClose, WsPending};
 use crate::config::HttpConfig;
 use crate::handler::{HttpContext, HttpHandler, Outcome, Wake};
 use crate::parse::{reject, Reject};
 use crate::request::{Method, Request, Version};
 use crate::response::{Persistence, Response};
+use crate::websocket::{close_code, WebSocketHandler, WsContext, WsEvent, WsMessage, WsStream};
 use reactor::{CloseReason, ConnContext, Context, Handler, IntoService, Plain, Service};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -34,6 +35,8 @@ enum Phase {
     Body,
     /// Between requests: close quietly.
     Idle,
+    /// An upgraded WebSocket connection that sent nothing: close with 1001.
+    WsIdle,
 }
 
 /// A request parsed while an earlier response is pending.
@@ -59,16 +62,37 @@ struct Waiting<P> {
 pub struct HttpConn<P> {
     waiting: Option<Box<Waiting<P>>>,
     /// When the connection gives up on its client, and why.
-    deadline: Option<(Instant, Phase)>,
+    /// (Its time; the phase is `phase`, kept apart so that both pack small.)
+    deadline_at: Option<Instant>,
     /// When the earliest deadline timer still armed fires: a timer is armed
     /// only when the deadline moves before it, so keep-alive requests arm
     /// none (a timer that fires early finds a later deadline and re-arms).
     timer_at: Option<Instant>,
-    wait_seq: u64,
+    wait_seq: u32,
+    /// What `deadline_at` is for.
+    phase: Phase,
     /// A request completed during the current read.
     completed: bool,
     /// The close is requested: nothing more is written.
     closed: bool,
+    /// The WebSocket handler, once the connection switched to WebSocket
+    /// (boxed twice: a thin pointer keeps every idle HTTP connection small).
+    #[allow(clippy::redundant_allocation)]
+    ws: Option<Box<Box<dyn WebSocketHandler>>>,
+}
+
+impl<P> HttpConn<P> {
+    /// When the connection gives up on its client, and why.
+    fn deadline(&self) -> Option<(Instant, Phase)> {
+        self.deadline_at.map(|at| (at, self.phase))
+    }
+
+    fn set_deadline(&mut self, deadline: Option<(Instant, Phase)>) {
+        self.deadline_at = deadline.map(|(at, _)| at);
+        if let Some((_, phase)) = deadline {
+            self.phase = phase;
+        }
+    }
 }
 
 /// Serves an [`HttpHandler`] as a reactor [`Handler`]:
@@ -149,15 +173,64 @@ impl<H: HttpHandler> HttpService<H> {
     fn serve(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, req: Request) {
         match self.handler.on_request(&mut HttpContext::new(cx), &req) {
             Outcome::Respond(resp) => self.respond(cx, conn, &req, &resp),
+            Outcome::Upgrade(up) => self.upgrade(cx, conn, &req, up),
             Outcome::Wait { pending, timeout } => {
                 let mut req = req;
                 req.detach();
-                conn.wait_seq = (conn.wait_seq + 1) & WAIT_SEQ;
-                cx.set_timer(timeout, WAIT | conn.wait_seq);
-                let seq = conn.wait_seq;
+                conn.wait_seq = conn.wait_seq.wrapping_add(1);
+                let seq = u64::from(conn.wait_seq) & WAIT_SEQ;
+                cx.set_timer(timeout, WAIT | seq);
                 conn.waiting = Some(Box::new(Waiting { req, pending, seq, queue: VecDeque::new() }));
             }
         }
+    }
+
+    /// Answers 101 and hands the connection to the WebSocket handler: from
+    /// now on the codec decodes WebSocket frames (those the client sent
+    /// right behind its handshake included).
+    fn upgrade(
+        &mut self,
+        cx: &mut Cx<'_, '_>,
+        conn: &mut HttpConn<H::Pending>,
+        req: &Request,
+        up: crate::handler::Upgrade,
+    ) {
+        if conn.closed || cx.is_shutting_down() || !req.body().is_empty() {
+            let resp = Response::text(400, "cannot switch this connection to WebSocket\n").close();
+            return self.respond(cx, conn, req, &resp);
+        }
+        let Ok(()) = cx.send(Switch(&up.accept));
+        cx.codec_state().ws = Some(Box::new(WsStream::new(self.config.ws_max_message)));
+        let mut handler = Box::new(up.handler);
+        handler.on_open(&mut WsContext::new(cx));
+        conn.ws = Some(handler);
+    }
+
+    /// Hands what happened on the WebSocket to its handler.
+    fn ws_event(&mut self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>, ev: WsEvent) {
+        let Some(handler) = conn.ws.as_mut() else { return };
+        // Pongs owed for pings that came before this event go first.
+        let Ok(()) = cx.send(WsPending);
+        match ev {
+            WsEvent::Binary(b) => handler.on_message(&mut WsContext::new(cx), WsMessage::Binary(&b)),
+            WsEvent::Text(t) => handler.on_message(&mut WsContext::new(cx), WsMessage::Text(&t)),
+            // The answer to the peer's close frame went with the pongs.
+            WsEvent::Closed => cx.close_with(CloseReason::PeerClosed),
+            WsEvent::Failed(code, why) => Self::ws_fail(cx, code, &why),
+        }
+    }
+
+    /// Fails the WebSocket (RFC 6455 section 7.1.7): a close frame with
+    /// `code`, then the TCP close; input from now on is discarded.
+    fn ws_fail(cx: &mut Cx<'_, '_>, code: u16, why: &str) {
+        log::debug!("http1: websocket {}: closing with {code}: {why}", cx.id());
+        let Ok(()) = cx.send(WsClose { code, reason: why });
+        let protocol = [close_code::PROTOCOL_ERROR, close_code::INVALID_PAYLOAD, close_code::TOO_BIG];
+        cx.close_with(if protocol.contains(&code) {
+            CloseReason::Protocol(format!("websocket {code}: {why}"))
+        } else {
+            CloseReason::Local
+        });
     }
 
     fn respond(
@@ -236,6 +309,12 @@ impl<H: HttpHandler> HttpService<H> {
             match item {
                 Queued::Request(req) => {
                     self.serve(cx, conn, req);
+                    if conn.ws.is_some() {
+                        // What followed the upgrade request was parsed as
+                        // requests before it was answered: not trustworthy.
+                        Self::ws_fail(cx, close_code::PROTOCOL_ERROR, "data pipelined behind the upgrade");
+                        break;
+                    }
                     if let Some(w) = conn.waiting.as_mut() {
                         w.queue = queue;
                         break;
@@ -269,25 +348,28 @@ impl<H: HttpHandler> HttpService<H> {
         let now = cx.now();
         // Still within the same head (or, on a new connection, still before
         // the first complete one).
-        let same_head = !new_head && matches!(conn.deadline, Some((_, Phase::Head)));
+        let same_head = !new_head && matches!(conn.deadline(), Some((_, Phase::Head)));
         let stream = cx.codec_state();
-        conn.deadline = if stream.stopped || conn.waiting.is_some() {
+        let deadline = if stream.ws.is_some() {
+            Some((now + self.config.ws_idle_timeout, Phase::WsIdle))
+        } else if stream.stopped || conn.waiting.is_some() {
             None // a wait has its own timeout; a stopped connection, the reactor's linger
         } else if stream.decoder.in_body() {
             Some((now + self.config.body_timeout, Phase::Body))
         } else if same_head {
-            conn.deadline
+            conn.deadline()
         } else if stream.decoder.in_head() {
             Some((now + self.config.head_timeout, Phase::Head))
         } else {
             Some((now + self.config.keep_alive_timeout, Phase::Idle))
         };
+        conn.set_deadline(deadline);
         self.arm_timer(cx, conn);
     }
 
     /// Arms a timer for the deadline unless one fires at or before it.
     fn arm_timer(&self, cx: &mut Cx<'_, '_>, conn: &mut HttpConn<H::Pending>) {
-        if let Some((at, _)) = conn.deadline {
+        if let Some((at, _)) = conn.deadline() {
             if conn.timer_at.is_none_or(|t| t > at) {
                 let after = at.saturating_duration_since(cx.now());
                 cx.set_timer(after, DEADLINE);
@@ -301,12 +383,15 @@ impl<H: HttpHandler> HttpService<H> {
         if conn.timer_at.is_some_and(|t| t <= now) {
             conn.timer_at = None;
         }
-        match conn.deadline {
+        match conn.deadline() {
             Some((at, Phase::Head)) if at <= now => {
                 self.refuse(cx, conn, reject(408, "request head timeout"))
             }
             Some((at, Phase::Body)) if at <= now => {
                 self.refuse(cx, conn, reject(408, "request body timeout"))
+            }
+            Some((at, Phase::WsIdle)) if at <= now => {
+                Self::ws_fail(cx, close_code::GOING_AWAY, "idle timeout")
             }
             Some((at, Phase::Idle)) if at <= now => {
                 cx.codec_state().stopped = true;
@@ -329,11 +414,13 @@ impl<H: HttpHandler> Handler for HttpService<H> {
             waiting: None,
             // The first head is timed from the accept: a client that sends
             // nothing gets its 408 too.
-            deadline: Some((cx.now() + self.config.head_timeout, Phase::Head)),
+            deadline_at: Some(cx.now() + self.config.head_timeout),
+            phase: Phase::Head,
             timer_at: None,
             wait_seq: 0,
             completed: false,
             closed: false,
+            ws: None,
         };
         self.rearm(cx, &mut conn, false);
         conn
@@ -341,15 +428,21 @@ impl<H: HttpHandler> Handler for HttpService<H> {
 
     fn on_message(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn, incoming: Incoming) {
         match incoming.0 {
-            Ok(req) => {
+            Arrived::Request(req) => {
                 conn.completed = true;
                 self.dispatch(cx, conn, req);
             }
-            Err(r) => self.refuse(cx, conn, r),
+            Arrived::Reject(r) => self.refuse(cx, conn, r),
+            Arrived::Ws(ev) => self.ws_event(cx, conn, ev),
         }
     }
 
     fn on_read(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn) {
+        if conn.ws.is_some() {
+            // Pongs tungstenite owes go out with this read's output.
+            let Ok(()) = cx.send(WsPending);
+            return self.rearm(cx, conn, false);
+        }
         let completed = std::mem::take(&mut conn.completed);
         self.send_continue(cx, conn);
         self.rearm(cx, conn, completed);
@@ -368,12 +461,18 @@ impl<H: HttpHandler> Handler for HttpService<H> {
                 self.wake(cx, conn, Wake::Timeout);
             }
         } else if token & INTERNAL == 0 {
-            self.wake(cx, conn, Wake::Timer(token));
+            match conn.ws.as_mut() {
+                Some(ws) => ws.on_timer(&mut WsContext::new(cx), token),
+                None => self.wake(cx, conn, Wake::Timer(token)),
+            }
         }
     }
 
     fn on_notify(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn, token: u64) {
-        self.wake(cx, conn, Wake::Notify(token));
+        match conn.ws.as_mut() {
+            Some(ws) => ws.on_notify(&mut WsContext::new(cx), token),
+            None => self.wake(cx, conn, Wake::Notify(token)),
+        }
     }
 
     fn on_loop_notify(&mut self, cx: &mut Context<'_>, token: u64) {
@@ -381,10 +480,19 @@ impl<H: HttpHandler> Handler for HttpService<H> {
     }
 
     fn on_shutdown(&mut self, cx: &mut Cx<'_, '_>, conn: &mut Self::Conn) {
-        self.wake(cx, conn, Wake::Shutdown);
+        match conn.ws.as_mut() {
+            Some(ws) => {
+                ws.on_shutdown(&mut WsContext::new(cx));
+                WsContext::new(cx).close(close_code::GOING_AWAY, "server shutting down");
+            }
+            None => self.wake(cx, conn, Wake::Shutdown),
+        }
     }
 
-    fn on_close(&mut self, cx: &mut Context<'_>, conn: Self::Conn, _reason: &CloseReason) {
+    fn on_close(&mut self, cx: &mut Context<'_>, conn: Self::Conn, reason: &CloseReason) {
+        if let Some(mut ws) = conn.ws {
+            ws.on_close(cx, reason);
+        }
         if let Some(w) = conn.waiting {
             self.handler.on_cancel(&mut HttpContext::new(cx), &w.req, w.pending);
         }

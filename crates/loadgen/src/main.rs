@@ -24,7 +24,7 @@ mod wire;
 mod worker;
 
 use clap::{Parser, Subcommand};
-use scenario::{chat, chat_http, echo, http, idle, nats};
+use scenario::{chat, chat_http, echo, http, idle, nats, storm, ws};
 use std::process::ExitCode;
 
 /// Load generator for switchboard servers.
@@ -57,9 +57,17 @@ enum Command {
     /// The same fan-out through the chat server's HTTP endpoints: senders
     /// POST, members long-poll GET; one sender per room.
     ChatHttp(chat_http::ChatHttpArgs),
+    /// The same fan-out as `chat` over WebSocket (GET /ws on the chat
+    /// server's HTTP listener): one binary message per chat payload.
+    Ws(ws::WsArgs),
     /// HTTP/1.1 keep-alive requests, closed loop (--pipeline) or open loop
     /// (--rate).
     Http(http::HttpArgs),
+    /// A reconnect storm: members join one room (one after another with
+    /// --sequential: the server's CPU per join); with --upgrade-pid, messages
+    /// flow, the server is sent SIGUSR2 and every client reconnects and
+    /// resumes; checks that all come back with nothing lost or doubled.
+    Storm(storm::StormArgs),
     /// Builds the servers and runs every scenario against ours and the
     /// baselines (tokio, mio, hyper, nats-server), alternating rep by rep;
     /// writes results.json, report.md and SVG charts.
@@ -78,11 +86,32 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Storm(a) => {
+            return match storm::run(a) {
+                Ok(report) => {
+                    if a.json {
+                        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                    } else {
+                        print!("{}", report.to_table());
+                    }
+                    if report.problems.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(3)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("loadgen storm: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Echo(a) => (echo::run(a), a.common.json),
         Command::Idle(a) => (idle::run(a), a.common.json),
         Command::Chat(a) => (chat::run(a), a.load.common.json),
         Command::Nats(a) => (nats::run(a), a.load.common.json),
         Command::ChatHttp(a) => (chat_http::run(a), a.load.common.json),
+        Command::Ws(a) => (ws::run(a), a.load.common.json),
         Command::Http(a) => (http::run(a), a.common.json),
     };
     match result {

@@ -181,6 +181,14 @@ pub struct FanoutFigures {
     pub reordered: u64,
     /// Messages that were not this run's (another run, or history).
     pub foreign: u64,
+    /// Publications the server acknowledged (chat `Sent` replies) that
+    /// arrived during the window: under `fsync = "always"`, messages
+    /// stored on disk.
+    #[serde(default)]
+    pub acked: u64,
+    /// Per second.
+    #[serde(default)]
+    pub acked_per_s: f64,
     /// Senders with a missing, duplicate or reordered delivery.
     pub senders_with_anomalies: usize,
     /// The first of those (at most 100).
@@ -502,6 +510,15 @@ impl FanoutFigures {
             grouped(self.reordered),
             self.senders_with_anomalies
         );
+        if self.acked > 0 {
+            let _ = writeln!(
+                w,
+                "  {:<14} {} msgs/s acknowledged ({} in the window)",
+                "acked",
+                grouped(self.acked_per_s.round() as u64),
+                grouped(self.acked)
+            );
+        }
         if self.foreign > 0 {
             let _ =
                 writeln!(w, "  {:<14} {} messages of another run ignored", "foreign", grouped(self.foreign));

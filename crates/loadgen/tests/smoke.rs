@@ -1,4 +1,4 @@
-//! End to end, briefly: the `chat` and `http` scenarios against a chat
+//! End to end, briefly: the `chat`, `ws`, `chat-http` and `http` scenarios against a chat
 //! server started in this process, and `nats` against nats-server when it
 //! is installed. Each asserts that nothing went missing or wrong.
 
@@ -19,6 +19,8 @@ fn chat_server() -> (ChatServer, SocketAddr, SocketAddr) {
     config.chat.listen = vec!["127.0.0.1:0".into()];
     config.http.listen = vec!["127.0.0.1:0".into()];
     config.chat.rate_per_sec = 0;
+    // Every generated client logs in from 127.0.0.1.
+    config.http.logins_per_minute = 0;
     config.store.data_dir = "none".into();
     let server = ChatServer::start(config).expect("chat server starts");
     let (chat, http) = (server.local_addrs()[0], server.http_addrs()[0]);
@@ -80,18 +82,56 @@ fn chat_fanout_delivers_everything() {
     server.shutdown();
 }
 
+/// The `chat` workload through the other two doors: WebSocket, and HTTP
+/// (session, POST, long poll).
+#[test]
+fn ws_and_http_fanouts_deliver_everything() {
+    let (server, _, http) = chat_server();
+    let http = http.to_string();
+    for (scenario, senders) in [("ws", "5"), ("chat-http", "3")] {
+        let r = loadgen(&[
+            scenario,
+            "--addr",
+            &http,
+            "--clients",
+            "30",
+            "--rooms",
+            "3",
+            "--senders",
+            senders,
+            "--rate",
+            "300",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+        ]);
+        assert_eq!(int(&r, "/errors/total"), 0, "{scenario}: {r}");
+        assert_eq!(int(&r, "/fanout/joined"), 30, "{scenario}");
+        let (expected, delivered) = (int(&r, "/fanout/expected"), int(&r, "/fanout/delivered"));
+        assert!(expected >= 300 * 8, "{scenario}: {r}");
+        assert_eq!((delivered, int(&r, "/fanout/missing")), (expected, 0), "{scenario}");
+        assert_eq!(int(&r, "/fanout/duplicates") + int(&r, "/fanout/reordered"), 0, "{scenario}");
+    }
+    server.shutdown();
+}
+
 #[test]
 fn http_posts_to_the_chat() {
     let (server, _, http) = chat_server();
     let url = format!("http://{http}/rooms/room0/messages");
+    let (credential, _) = server.core().open_session("lg", None, None).expect("a session");
+    let auth = format!("Authorization: Bearer {credential}");
     let r = loadgen(&[
         "http",
         "--url",
         &url,
         "--method",
         "POST",
+        "--header",
+        &auth,
         "--body",
-        r#"{"nick":"lg","text":"hi"}"#,
+        r#"{"text":"hi"}"#,
         "--connections",
         "4",
         "--pipeline",

@@ -96,6 +96,14 @@ impl<'a> Context<'a> {
         ReactorHandle::from_shared(self.core.shared().clone())
     }
 
+    /// The current connection's peer address (a `getpeername` call: for
+    /// the rare callers that need it, such as a per-address login limit).
+    ///
+    /// **Thread:** the loop's, inside a callback (as every context).
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.io.as_ref().and_then(|io| io.stream.peer_addr().ok())
+    }
+
     /// Bytes queued for the current connection and not yet written.
     ///
     /// **Thread:** the loop's, inside a callback (as every context).

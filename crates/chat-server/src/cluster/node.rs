@@ -91,6 +91,25 @@ impl ChatCore {
         Ok(())
     }
 
+    /// Claims across the cluster the nickname of a session opened on this
+    /// node (`POST /session`): a [`Completion::Login`].
+    pub fn cluster_claim_session(&self, cluster: &Cluster, nick: &Arc<str>, reply: ReplyTo) {
+        let core = self.me();
+        let claimed = nick.clone();
+        cluster.claim(nick, move |r| {
+            let Some(core) = core.upgrade() else { return };
+            let result = match r {
+                Ok(true) => Ok(claimed.clone()),
+                Ok(false) => Err(ErrorCode::NicknameTaken),
+                Err(e) => {
+                    log::warn!("cluster: cannot claim {claimed}: {e}");
+                    Err(ErrorCode::StoreFailed)
+                }
+            };
+            core.complete(&reply, Completion::Login(result));
+        });
+    }
+
     /// Joins a room of the cluster: at once if this node holds it (and the
     /// history is at hand), else after loading it or reading the history
     /// (then the session runs the join again with `prefetched`).
@@ -716,12 +735,8 @@ impl Events for ChatCore {
                 if let (Ok(false), Some(core)) = (r, core.upgrade()) {
                     // Taken by another node meanwhile: this session ends.
                     log::warn!("cluster: {n} was taken by another node while this one was away");
-                    let push = PushRef::Error {
-                        code: ErrorCode::NicknameTaken,
-                        message: "nickname taken meanwhile",
-                    };
-                    if let Some(frame) = core.payload(push) {
-                        core.delivery.send_from_thread(conn, frame, true);
+                    if let Some(conn) = conn {
+                        core.kick(&mut Waker::Handle(core.delivery.handle()), conn, ErrorCode::NicknameTaken);
                     }
                 }
             });

@@ -32,7 +32,7 @@ pub fn write_all(runs: &[RunRecord], dir: &Path) -> Result<Vec<PathBuf>, String>
         if !runs.iter().any(|r| r.group == group && r.figures.is_some()) {
             continue;
         }
-        if group == "chat-room" {
+        if group == "chat-room" || group == super::room_log::ROOM {
             for (metric, name, label) in [
                 (Metric::P99, "p99", "p99 delivery latency, ms"),
                 (Metric::Throughput, "throughput", "deliveries/s"),

@@ -8,6 +8,7 @@
 mod charts;
 mod plan;
 mod render;
+mod room_log;
 mod servers;
 mod stats;
 
@@ -35,8 +36,8 @@ pub struct CompareArgs {
     /// under the workspace root).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Scenarios, comma-separated: echo, idle, chat, nats, http, tcp-vs-http
-    /// (default: all).
+    /// Scenarios, comma-separated: echo, idle, chat, nats, http, tcp-vs-http,
+    /// room-log (default: all).
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// As root, apt-get install nats-server if it is not on PATH.
@@ -51,7 +52,7 @@ pub struct CompareArgs {
     pub render_only: Option<PathBuf>,
 }
 
-const SCENARIOS: [&str; 6] = ["echo", "idle", "chat", "nats", "http", "tcp-vs-http"];
+const SCENARIOS: [&str; 7] = ["echo", "idle", "chat", "nats", "http", "tcp-vs-http", "room-log"];
 
 /// Runs the comparison; the path of the report.
 pub fn run(args: &CompareArgs) -> Result<PathBuf, String> {
@@ -158,16 +159,29 @@ pub fn run(args: &CompareArgs) -> Result<PathBuf, String> {
                     results.runs.push(record);
                     continue;
                 }
-                let outcome = env
-                    .start(entry.server, matches!(entry.load, plan::Load::ChatHttp { .. }))
-                    .and_then(|mut server| {
-                        let r = plan::drive(entry, &server, &windows);
-                        server.stop();
-                        r
-                    });
+                let room_log = room_log::is_room_log(case.group);
+                let with_http = room_log || matches!(entry.load, plan::Load::ChatHttp { .. });
+                let outcome = env.start(entry.server, with_http).and_then(|mut server| {
+                    // The room log's counters around the run (warm-up and window).
+                    let before = room_log.then(|| server.log_counters()).transpose();
+                    let r = plan::drive(entry, &server, &windows);
+                    let after = room_log.then(|| server.log_counters()).transpose();
+                    server.stop();
+                    let log = match (before, after) {
+                        (Ok(Some(b)), Ok(Some(a))) => Some(stats::LogRates::new(
+                            a.appends.saturating_sub(b.appends),
+                            a.fsyncs.saturating_sub(b.fsyncs),
+                            (windows.warmup + windows.measure).as_secs_f64(),
+                        )),
+                        (Err(e), _) | (_, Err(e)) => return Err(format!("/metrics: {e}")),
+                        _ => None,
+                    };
+                    r.map(|report| (report, log))
+                });
                 match outcome {
-                    Ok(report) => {
-                        let f = Figures::of(&report, case.unit);
+                    Ok((report, log)) => {
+                        let mut f = Figures::of(&report, case.unit);
+                        f.log = log;
                         eprintln!("{}", progress_line(&f, case));
                         record.figures = Some(f);
                         record.report = Some(report);
@@ -190,7 +204,7 @@ pub fn run(args: &CompareArgs) -> Result<PathBuf, String> {
 /// rate in any rep, so a higher one would only cost time.
 fn skip(runs: &[RunRecord], case: &Case, server: Server) -> Option<String> {
     let rate = case.rate?;
-    if case.group != "chat-room" {
+    if case.group != "chat-room" && case.group != room_log::ROOM {
         return None;
     }
     let lower: Vec<&RunRecord> = runs
@@ -227,6 +241,16 @@ fn progress_line(f: &Figures, case: &Case) -> String {
     };
     if let Some(c) = f.cpu_us_per {
         s += &format!(", server {c:.3} µs/{}", case.unit);
+    }
+    if let Some(a) = f.acked_per_s {
+        s += &format!(", {} acked/s", grouped(a.round() as u64));
+    }
+    if let Some(l) = f.log {
+        s += &format!(
+            ", log {} appends/s, {:.0} fsyncs/s",
+            grouped(l.appends_per_s.round() as u64),
+            l.fsyncs_per_s
+        );
     }
     s += &format!(", generator CPU {:.0} %", f.generator_cpu_percent);
     if f.errors > 0 {
@@ -275,8 +299,13 @@ fn server_lines(cases: &[Case]) -> Vec<String> {
             }
             Server::ChatOurs => "taskset -c 0 target/release/chat-server --threads 1 -c CONF (threads = 1, \
                                  rate_per_sec = 0, max_members_per_room = 2000, history_len = 10000, [http] listen = [] but for \
-                                 tcp-vs-http)"
+                                 tcp-vs-http and room-log, [store] data_dir = \"none\")"
                 .into(),
+            Server::ChatInterval | Server::ChatAlways => format!(
+                "taskset -c 0 target/release/chat-server --threads 1 -c CONF (as chat-server, with [store] \
+                 data_dir = a new empty directory under the compare output's servers/data, fsync = \"{}\")",
+                s.fsync().unwrap_or_default()
+            ),
             Server::EchoBare => {
                 "taskset -c 0 benches/baselines/target/release/mio-echo-bare --listen ADDR".into()
             }

@@ -99,7 +99,8 @@ pub struct Entry {
 /// One row of a table.
 #[derive(Clone, Debug)]
 pub struct Case {
-    /// The table (`echo`, `idle`, `chat-room`, `chat-rooms`, `http`, `tcp-vs-http`).
+    /// The table (`echo`, `idle`, `chat-room`, `chat-rooms`, `http`,
+    /// `tcp-vs-http`, `room-log-room`, `room-log-rooms`).
     pub group: &'static str,
     /// The row label.
     pub label: String,
@@ -182,6 +183,9 @@ pub fn cases(quick: bool, only: &[String], nats: bool) -> Vec<Case> {
             unit: "delivery",
             rate: Some(rate),
         });
+    }
+    if wanted("room-log") {
+        out.extend(super::room_log::cases(quick));
     }
     if wanted("http") {
         for pipeline in [1, 16] {
@@ -317,7 +321,7 @@ mod tests {
             let cases = cases(quick, &[], true);
             assert!(cases.iter().all(|c| c.entries[0].server.ours()), "ours first");
             let groups: Vec<&str> = cases.iter().map(|c| c.group).collect();
-            for g in ["echo", "idle", "chat-room", "chat-rooms", "http", "tcp-vs-http"] {
+            for g in ["echo", "idle", "chat-room", "chat-rooms", "http", "tcp-vs-http", "room-log-room"] {
                 assert!(groups.contains(&g), "{g} missing (quick {quick})");
             }
         }

@@ -44,13 +44,18 @@ pub struct Results {
 }
 
 /// The tables, in the order they are rendered, with their headings.
-pub const GROUPS: [(&str, &str); 6] = [
+pub const GROUPS: [(&str, &str); 8] = [
     ("echo", "Echo (frames/s; server CPU per frame)"),
     ("idle", "Idle connections (server RSS per connection)"),
     ("chat-room", "Chat fan-out: 1 room of 1,000 members, 1 sender, 64 B, rising rates"),
     ("chat-rooms", "Chat fan-out: 100 rooms of 10 members, 100 senders"),
     ("http", "HTTP/1.1 hello (keep-alive GET /)"),
     ("tcp-vs-http", "Raw TCP vs HTTP: the same chat post-and-deliver workload"),
+    (
+        super::room_log::ROOM,
+        "The room log: 1 room of 1,000 members, 1 sender, 64 B, rising rates (in memory, fsync interval, fsync always)",
+    ),
+    (super::room_log::ROOMS, "The room log: 100 rooms of 10 members, 100 senders, rising rates"),
 ];
 
 /// Generator CPU (% of one core) from which a run may be generator-bound.
@@ -72,7 +77,7 @@ fn ratio(r: Option<f64>) -> String {
 }
 
 /// The median per-rep ratio, with each rep's in parentheses when several.
-fn ratios(v: &[f64]) -> String {
+pub(super) fn ratios(v: &[f64]) -> String {
     match v.len() {
         0 => "–".into(),
         1 => ratio(v.first().copied()),
@@ -83,7 +88,16 @@ fn ratios(v: &[f64]) -> String {
     }
 }
 
-fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+/// Generator CPU, in bold where the generator may bound the run.
+pub(super) fn generator_cpu(v: f64) -> String {
+    if v >= GENERATOR_BOUND {
+        format!("**{v:.0} %**")
+    } else {
+        format!("{v:.0} %")
+    }
+}
+
+pub(super) fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or("–".into(), f)
 }
 
@@ -146,6 +160,7 @@ pub fn targets(runs: &[RunRecord]) -> Vec<TargetCheck> {
         out.extend(ratio_target(runs, at, "hyper-hello", Metric::Throughput, Bound::AtLeast, min));
         out.extend(ratio_target(runs, at, "hyper-hello", Metric::CpuPer, Bound::AtMost, 0.8));
     }
+    out.extend(super::room_log::targets(runs));
     out
 }
 
@@ -180,7 +195,7 @@ pub fn markdown(res: &Results) -> String {
     if !checks.is_empty() {
         let _ = writeln!(
             w,
-            "### Targets (issues 8 and 13)\n\n| target | measured | wanted | met |\n| --- | --- | --- | --- |"
+            "### Targets (issues 8 and 13; the room log: issue 12)\n\n| target | measured | wanted | met |\n| --- | --- | --- | --- |"
         );
         for t in &checks {
             let bound = match t.bound {
@@ -206,7 +221,11 @@ pub fn markdown(res: &Results) -> String {
     for (group, title) in GROUPS {
         if res.runs.iter().any(|r| r.group == group) {
             let _ = writeln!(w, "### {title}\n");
-            table(w, &res.runs, group);
+            if super::room_log::is_room_log(group) {
+                super::room_log::table(w, &res.runs, group);
+            } else {
+                table(w, &res.runs, group);
+            }
         }
     }
     s
@@ -294,11 +313,7 @@ fn table(w: &mut String, runs: &[RunRecord], group: &str) {
                 opt(med(&|f| Some(f.p99_us)), time),
                 opt(med(&|f| f.cpu_us_per), |v| format!("{v:.3}")),
                 opt(med(&|f| f.server_cpu_percent), |v| format!("{v:.0} %")),
-                opt(med(&|f| Some(f.generator_cpu_percent)), |v| if v >= GENERATOR_BOUND {
-                    format!("**{v:.0} %**")
-                } else {
-                    format!("{v:.0} %")
-                }),
+                opt(med(&|f| Some(f.generator_cpu_percent)), generator_cpu),
                 rat(Metric::Throughput),
                 rat(Metric::CpuPer),
                 rat(Metric::P99),

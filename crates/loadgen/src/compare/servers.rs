@@ -31,8 +31,12 @@ pub enum Server {
     EchoTuned,
     /// A bare mio loop.
     EchoBare,
-    /// `chat-server` (ours).
+    /// `chat-server` (ours), the room log in memory (`data_dir = "none"`).
     ChatOurs,
+    /// `chat-server` with the room log on disk, `fsync = "interval"`.
+    ChatInterval,
+    /// `chat-server` with the room log on disk, `fsync = "always"`.
+    ChatAlways,
     /// tokio broadcast chat.
     TokioChat,
     /// nats-server.
@@ -52,6 +56,8 @@ impl Server {
             Server::EchoTuned => "tokio-echo-tuned",
             Server::EchoBare => "mio-echo-bare",
             Server::ChatOurs => "chat-server",
+            Server::ChatInterval => "chat-server-interval",
+            Server::ChatAlways => "chat-server-always",
             Server::TokioChat => "tokio-chat",
             Server::Nats => "nats-server",
             Server::HttpOurs => "http_hello",
@@ -61,7 +67,29 @@ impl Server {
 
     /// Whether it is the project's own.
     pub fn ours(self) -> bool {
-        matches!(self, Server::EchoOurs | Server::ChatOurs | Server::HttpOurs)
+        matches!(
+            self,
+            Server::EchoOurs
+                | Server::ChatOurs
+                | Server::ChatInterval
+                | Server::ChatAlways
+                | Server::HttpOurs
+        )
+    }
+
+    /// Our chat server, in any room log mode.
+    pub fn is_chat(self) -> bool {
+        matches!(self, Server::ChatOurs | Server::ChatInterval | Server::ChatAlways)
+    }
+
+    /// Where our chat server keeps its room log: `None` in memory, else the
+    /// fsync policy.
+    pub fn fsync(self) -> Option<&'static str> {
+        match self {
+            Server::ChatInterval => Some("interval"),
+            Server::ChatAlways => Some("always"),
+            _ => None,
+        }
     }
 }
 
@@ -89,7 +117,13 @@ impl Env {
 
     /// The command line of `server` listening on `addr` (and, for our chat
     /// server, on `http` too), writing any config it needs.
-    fn command(&self, server: Server, addr: SocketAddr, http: Option<SocketAddr>) -> io::Result<Command> {
+    fn command(
+        &self,
+        server: Server,
+        addr: SocketAddr,
+        http: Option<SocketAddr>,
+        data_dir: Option<&Path>,
+    ) -> io::Result<Command> {
         let listen = addr.to_string();
         let cmd = |bin: PathBuf, args: &[&str]| {
             let mut c = Command::new(bin);
@@ -108,9 +142,13 @@ impl Env {
             }
             // One thread by construction: it takes no --threads.
             Server::EchoBare => cmd(self.baseline("mio-echo-bare"), &["--listen", &listen]),
-            Server::ChatOurs => {
-                let path = self.scratch.join("chat-server.toml");
-                fs::write(&path, chat_config(addr, http))?;
+            Server::ChatOurs | Server::ChatInterval | Server::ChatAlways => {
+                let path = self.scratch.join(format!("{}.toml", server.name()));
+                let store = match (server.fsync(), data_dir) {
+                    (Some(fsync), Some(dir)) => Store::Disk { dir, fsync },
+                    _ => Store::Memory,
+                };
+                fs::write(&path, chat_config(addr, http, store))?;
                 let mut c = cmd(self.ours("chat-server"), &["--threads", "1", "-c"]);
                 c.arg(path);
                 c
@@ -129,15 +167,24 @@ impl Env {
 
     /// Starts `server` on a fresh loopback port (and a second one for our
     /// chat server's HTTP listener if `with_http`), and waits until it
-    /// accepts connections.
+    /// accepts connections. A chat server with its room log on disk gets
+    /// a new, empty data directory, removed again when it stops.
     pub fn start(&self, server: Server, with_http: bool) -> Result<Running, String> {
         let addr = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
-        let http = if with_http && server == Server::ChatOurs {
+        let http = if with_http && server.is_chat() {
             Some(free_port().map_err(|e| format!("no free loopback port: {e}"))?)
         } else {
             None
         };
-        let mut cmd = self.command(server, addr, http).map_err(|e| format!("{}: {e}", server.name()))?;
+        let data_dir = server.fsync().map(|_| self.scratch.join("data").join(server.name()));
+        if let Some(dir) = &data_dir {
+            if dir.exists() {
+                fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+        }
+        let mut cmd = self
+            .command(server, addr, http, data_dir.as_deref())
+            .map_err(|e| format!("{}: {e}", server.name()))?;
         let log_path = self.scratch.join(format!("{}.log", server.name()));
         let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| e.to_string())?;
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
@@ -157,21 +204,43 @@ impl Env {
         let child = cmd.spawn().map_err(|e| format!("starting {}: {e}", server.name()))?;
         let pid = child.id();
         register(pid, true);
-        let mut running = Running { child, pid, addr, http, server, log: log_path };
+        let mut running = Running { child, pid, addr, http, server, log: log_path, data_dir };
         running.wait_accepting()?;
         Ok(running)
     }
 }
 
+/// Where a benchmarked chat server keeps its room log.
+#[derive(Clone, Copy, Debug)]
+pub enum Store<'a> {
+    /// In memory (`data_dir = "none"`).
+    Memory,
+    /// In `dir`, with this fsync policy (`interval`, `always`).
+    Disk {
+        /// The data directory.
+        dir: &'a Path,
+        /// `fsync` of `[store]`.
+        fsync: &'a str,
+    },
+}
+
 /// A chat-server config for the benchmark: one loop, no rate limit,
 /// rooms of up to 2,000, history enough for a long poller to catch up,
-/// HTTP off unless asked for, the room log in memory.
-pub fn chat_config(addr: SocketAddr, http: Option<SocketAddr>) -> String {
+/// HTTP off unless asked for (no login limit: every client logs in from
+/// one address), the room log where `store` says.
+pub fn chat_config(addr: SocketAddr, http: Option<SocketAddr>, store: Store<'_>) -> String {
     let http = http.map_or(String::new(), |a| format!("\"{a}\""));
+    let store = match store {
+        Store::Memory => "data_dir = \"none\"\n".to_string(),
+        // Debug formatting quotes and escapes the path as TOML needs.
+        Store::Disk { dir, fsync } => {
+            format!("data_dir = {:?}\nfsync = \"{fsync}\"\n", dir.display().to_string())
+        }
+    };
     format!(
         "threads = 1\nshutdown_grace_ms = 0\n\n[chat]\nlisten = [\"{addr}\"]\nmax_connections = 19500\n\
          rate_per_sec = 0\nmax_members_per_room = 2000\nhistory_len = 10000\nroom_tail_bytes = 16777216\n\n\
-         [http]\nlisten = [{http}]\n\n[store]\ndata_dir = \"none\"\n"
+         [http]\nlisten = [{http}]\nlogins_per_minute = 0\n\n[store]\n{store}"
     )
 }
 
@@ -247,9 +316,58 @@ pub struct Running {
     pub http: Option<SocketAddr>,
     server: Server,
     log: PathBuf,
+    /// The room log's data directory, removed at stop.
+    data_dir: Option<PathBuf>,
+}
+
+/// The room log's counters (`/metrics`) at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogCounters {
+    /// `chat_log_appends_total`.
+    pub appends: u64,
+    /// `chat_log_commits_total`.
+    pub commits: u64,
+    /// `chat_log_fsyncs_total`.
+    pub fsyncs: u64,
+}
+
+impl LogCounters {
+    /// The counters in a Prometheus text exposition; `None` if it has
+    /// none of them.
+    pub fn parse(text: &str) -> Option<LogCounters> {
+        let mut c = LogCounters::default();
+        let mut found = false;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, value)) = line.split_once(' ') else { continue };
+            let Ok(v) = value.trim().parse::<u64>() else { continue };
+            let slot = match name {
+                "chat_log_appends_total" => &mut c.appends,
+                "chat_log_commits_total" => &mut c.commits,
+                "chat_log_fsyncs_total" => &mut c.fsyncs,
+                _ => continue,
+            };
+            *slot = v;
+            found = true;
+        }
+        found.then_some(c)
+    }
 }
 
 impl Running {
+    /// The room log's counters from the chat server's `/metrics` (it must
+    /// have been started with HTTP).
+    pub fn log_counters(&self) -> Result<LogCounters, String> {
+        use std::io::{Read, Write};
+        let addr = self.http.ok_or("started without HTTP: no /metrics")?;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).map_err(|e| format!("/metrics: {e}"))?;
+        LogCounters::parse(&body).ok_or_else(|| "/metrics has no chat_log_ counters".into())
+    }
+
     fn wait_accepting(&mut self) -> Result<(), String> {
         let until = Instant::now() + START_TIMEOUT;
         let addrs: Vec<SocketAddr> = [Some(self.addr), self.http].into_iter().flatten().collect();
@@ -289,6 +407,9 @@ impl Running {
         }
         let _ = self.child.wait();
         register(self.pid, false);
+        if let Some(dir) = self.data_dir.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -383,14 +504,34 @@ mod tests {
     fn configs_name_the_addresses() {
         let a: SocketAddr = "127.0.0.1:7001".parse().unwrap();
         let h: SocketAddr = "127.0.0.1:8001".parse().unwrap();
-        let with = chat_config(a, Some(h));
+        let with = chat_config(a, Some(h), Store::Memory);
         assert!(
             with.contains("listen = [\"127.0.0.1:7001\"]") && with.contains("listen = [\"127.0.0.1:8001\"]")
         );
         assert!(with.contains("rate_per_sec = 0") && with.contains("max_members_per_room = 2000"));
-        let config: chat_server::config::Config = toml::from_str(&chat_config(a, None)).unwrap();
+        let config: chat_server::config::Config =
+            toml::from_str(&chat_config(a, None, Store::Memory)).unwrap();
         assert!(config.http.listen.is_empty() && config.threads == 1);
+        assert_eq!(config.store.data_dir, "none");
+        let dir = Path::new("/tmp/a \"b\"");
+        let disk = chat_config(a, None, Store::Disk { dir, fsync: "always" });
+        let config: chat_server::config::Config = toml::from_str(&disk).unwrap();
+        assert_eq!(config.store.data_dir, "/tmp/a \"b\"");
+        assert!(disk.contains("fsync = \"always\""), "{disk}");
+        assert!(config.validate().is_ok());
         assert!(nats_config(a).contains("listen: \"127.0.0.1:7001\""));
+    }
+
+    #[test]
+    fn log_counters_are_read_from_the_metrics_text() {
+        let text = "# HELP chat_log_appends_total Messages stored.\n# TYPE chat_log_appends_total counter\n\
+                    chat_log_appends_total 189000\nchat_log_commits_total 1165\nchat_log_fsyncs_total 1164\n\
+                    chat_connections 3\n";
+        assert_eq!(
+            LogCounters::parse(text),
+            Some(LogCounters { appends: 189_000, commits: 1165, fsyncs: 1164 })
+        );
+        assert_eq!(LogCounters::parse("HTTP/1.1 404 Not Found\r\n\r\n"), None);
     }
 
     #[test]

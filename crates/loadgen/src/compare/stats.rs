@@ -31,6 +31,36 @@ pub struct Figures {
     pub rss_per_conn: Option<f64>,
     /// Share of owed deliveries that arrived (fan-out).
     pub delivered_share: Option<f64>,
+    /// Publications acknowledged per second in the window (chat `Sent`).
+    #[serde(default)]
+    pub acked_per_s: Option<f64>,
+    /// The room log's counters over the run (`/metrics` before and after),
+    /// per second of load (warm-up and window).
+    #[serde(default)]
+    pub log: Option<LogRates>,
+}
+
+/// What the room log did during a run, from its `/metrics` counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogRates {
+    /// Messages stored per second.
+    pub appends_per_s: f64,
+    /// fsyncs per second.
+    pub fsyncs_per_s: f64,
+    /// Messages per fsync (group commit); `None` without an fsync.
+    pub appends_per_fsync: Option<f64>,
+}
+
+impl LogRates {
+    /// The rates of `appends` and `fsyncs` counted over `secs` of load.
+    pub fn new(appends: u64, fsyncs: u64, secs: f64) -> LogRates {
+        let secs = secs.max(1e-9);
+        LogRates {
+            appends_per_s: appends as f64 / secs,
+            fsyncs_per_s: fsyncs as f64 / secs,
+            appends_per_fsync: (fsyncs > 0).then(|| appends as f64 / fsyncs as f64),
+        }
+    }
 }
 
 impl Figures {
@@ -54,6 +84,8 @@ impl Figures {
                 .as_ref()
                 .filter(|f| f.expected > 0)
                 .map(|f| f.delivered as f64 / f.expected as f64),
+            acked_per_s: report.fanout.as_ref().filter(|f| f.acked > 0).map(|f| f.acked_per_s),
+            log: None,
         }
     }
 
@@ -64,6 +96,7 @@ impl Figures {
             Metric::P99 => Some(self.p99_us),
             Metric::CpuPer => self.cpu_us_per,
             Metric::Rss => self.rss_per_conn,
+            Metric::Acked => self.acked_per_s,
         }
     }
 }
@@ -79,6 +112,8 @@ pub enum Metric {
     CpuPer,
     /// Server RSS per idle connection.
     Rss,
+    /// Publications acknowledged per second.
+    Acked,
 }
 
 /// One server (or variant) driven once.
@@ -241,6 +276,7 @@ pub fn ratio_target(
         Metric::CpuPer => format!("{case}: CPU per unit vs {baseline}"),
         Metric::P99 => format!("{case}: p99 vs {baseline}"),
         Metric::Rss => format!("{case}: RSS per connection vs {baseline}"),
+        Metric::Acked => format!("{case}: acknowledged msgs/s vs {baseline}"),
     };
     let measured = median(&rep_ratios(&rs, &ours, baseline, metric));
     Some(TargetCheck::new(what, measured, bound, threshold))

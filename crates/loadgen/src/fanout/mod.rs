@@ -111,6 +111,9 @@ pub enum Event<'a> {
     Joined,
     /// A message published to the room (live, not history): its payload.
     Message(&'a [u8]),
+    /// The server acknowledged a publication (the chat protocol's `Sent`:
+    /// under `fsync = "always"`, stored on disk).
+    Acked,
     /// The server refused something; the name of its error.
     Refused(Cow<'static, str>),
     /// Nothing to count (acknowledgements, presence, answered pings).

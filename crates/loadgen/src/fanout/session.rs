@@ -165,6 +165,11 @@ impl<W: Wire> Session for FanoutSession<W> {
                     io.ready();
                 }
                 Event::Message(payload) => self.deliver(payload, len, io),
+                Event::Acked => {
+                    if io.plan.in_window(io.now_ns) {
+                        io.tally.fanout.acked += 1;
+                    }
+                }
                 Event::Refused(kind) => io.reply_error(&kind),
                 Event::Joined | Event::Other => {}
             }

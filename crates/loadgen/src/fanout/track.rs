@@ -83,6 +83,8 @@ pub struct FanoutTally {
     pub members: Vec<Option<u64>>,
     /// Messages of another run, or not stamped at all.
     pub foreign: u64,
+    /// Publications acknowledged during the window.
+    pub acked: u64,
 }
 
 fn slot<T: Default + Clone>(v: &mut Vec<T>, i: usize) -> &mut T {
@@ -130,6 +132,7 @@ impl FanoutTally {
             }
         }
         self.foreign += o.foreign;
+        self.acked += o.acked;
     }
 
     /// The report's figures; `deliveries` were received in the window of
@@ -143,6 +146,8 @@ impl FanoutTally {
             deliveries,
             deliveries_per_s: deliveries as f64 / secs,
             foreign: self.foreign,
+            acked: self.acked,
+            acked_per_s: self.acked as f64 / secs,
             ..FanoutFigures::default()
         };
         for (j, c) in self.senders.iter().enumerate().take(layout.senders) {
@@ -228,6 +233,7 @@ mod tests {
         *b.sender(1) = SenderCounts { active: true, sent: 10, delivered: 8, duplicates: 1, reordered: 2 };
         a.received(2);
         a.received(2);
+        (a.acked, b.acked) = (7, 5);
         a.merge(b);
         let f = a.figures(&layout, 30, 2.0);
         assert_eq!(f.joined, 5);
@@ -237,5 +243,6 @@ mod tests {
         assert_eq!((f.publishers.clients, f.publishers.avg), (2, 5.0));
         assert_eq!((f.subscribers.clients, f.subscribers.max), (5, 1.0));
         assert_eq!(f.deliveries_per_s, 15.0);
+        assert_eq!((f.acked, f.acked_per_s), (12, 6.0), "acknowledgements of both threads");
     }
 }

@@ -43,6 +43,21 @@ pub struct ChatArgs {
     pub load: FanoutArgs,
 }
 
+/// How payloads travel: the TCP door's length prefix, or one WebSocket
+/// message each (docs/PROTOCOL.md §1.1) after an HTTP upgrade.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Framing {
+    LengthPrefix,
+    WebSocket {
+        /// `Host` of the upgrade request.
+        host: String,
+        /// The 101 arrived: frames follow.
+        upgraded: bool,
+        /// Mask key generator state (client frames must be masked).
+        mask: u32,
+    },
+}
+
 /// One chat client's side of the protocol.
 pub struct ChatWire {
     nick: String,
@@ -50,12 +65,104 @@ pub struct ChatWire {
     token: String,
     next_id: u32,
     scratch: BytesMut,
+    framing: Framing,
 }
 
 impl ChatWire {
     /// A client logging in as `nick` with `token` and joining `room`.
     pub fn new(nick: String, room: String, token: String) -> ChatWire {
-        ChatWire { nick, room, token, next_id: JOIN_ID + 1, scratch: BytesMut::with_capacity(256) }
+        ChatWire {
+            nick,
+            room,
+            token,
+            next_id: JOIN_ID + 1,
+            scratch: BytesMut::with_capacity(256),
+            framing: Framing::LengthPrefix,
+        }
+    }
+
+    /// The same client over WebSocket: `GET /ws` on the HTTP listener at
+    /// `host`, then one payload per binary message.
+    pub fn websocket(nick: String, room: String, token: String, host: String, seed: u32) -> ChatWire {
+        let mask = seed.wrapping_mul(0x9e37_79b9) | 1;
+        ChatWire {
+            framing: Framing::WebSocket { host, upgraded: false, mask },
+            ..ChatWire::new(nick, room, token)
+        }
+    }
+
+    /// Appends one request in this client's framing.
+    fn send(&mut self, out: &mut Vec<u8>, request_id: u32, request: RequestRef<'_>) {
+        self.scratch.clear();
+        ClientFrameRef { request_id, request }.encode(&mut self.scratch);
+        match &mut self.framing {
+            Framing::LengthPrefix => {
+                out.extend_from_slice(&(self.scratch.len() as u32).to_be_bytes());
+                out.extend_from_slice(&self.scratch);
+            }
+            Framing::WebSocket { mask, .. } => {
+                // xorshift32: a different key per frame, as RFC 6455 asks.
+                *mask ^= *mask << 13;
+                *mask ^= *mask >> 17;
+                *mask ^= *mask << 5;
+                ws_client_frame(out, &self.scratch, mask.to_be_bytes());
+            }
+        }
+    }
+
+    fn login_and_join(&mut self, out: &mut Vec<u8>) {
+        // Pipelined: the server handles a connection's requests in order,
+        // so the join sees the login done.
+        let token = Some(self.token.clone()).filter(|t| !t.is_empty());
+        let nick = self.nick.clone();
+        let room = self.room.clone();
+        let login = RequestRef::Login { version: PROTOCOL_VERSION, nick: &nick, token: token.as_deref() };
+        self.send(out, LOGIN_ID, login);
+        self.send(out, JOIN_ID, RequestRef::Join { room: &room, resume: None });
+    }
+
+    /// The next payload of `input` and the bytes it took, in this client's
+    /// framing; `Ok(None)`: incomplete. The WebSocket handshake's answer
+    /// is taken here (and the login sent behind it): `Some((&[], n))`.
+    fn payload<'a>(
+        &mut self,
+        input: &'a [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<(&'a [u8], usize)>, String> {
+        match &mut self.framing {
+            Framing::LengthPrefix => {
+                let Some(head) = input.get(..4) else { return Ok(None) };
+                let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+                if len > MAX_FRAME {
+                    return Err(format!("server frame of {len} bytes, over the protocol's {MAX_FRAME}"));
+                }
+                Ok(input.get(4..4 + len).map(|p| (p, 4 + len)))
+            }
+            Framing::WebSocket { upgraded: false, .. } => {
+                let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") else { return Ok(None) };
+                if !input.starts_with(b"HTTP/1.1 101 ") {
+                    let line = input.split(|&b| b == b'\r').next().unwrap_or_default();
+                    return Err(format!("no WebSocket upgrade: {}", String::from_utf8_lossy(line)));
+                }
+                if let Framing::WebSocket { upgraded, .. } = &mut self.framing {
+                    *upgraded = true;
+                }
+                self.login_and_join(out);
+                Ok(Some((&[], end + 4)))
+            }
+            Framing::WebSocket { upgraded: true, .. } => {
+                let Some((first, payload, used)) = ws_server_frame(input)? else { return Ok(None) };
+                match first {
+                    0x82 => Ok(Some((payload, used))),
+                    0x88 => {
+                        let code = payload.get(..2).map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+                        Err(format!("the server closed the WebSocket with {code}"))
+                    }
+                    // Pings from the server would need a pong; it sends none.
+                    other => Err(format!("unexpected WebSocket frame 0x{other:02x}")),
+                }
+            }
+        }
     }
 
     fn request_id(&mut self) -> u32 {
@@ -67,13 +174,50 @@ impl ChatWire {
     }
 }
 
-/// Appends one request as a frame (length prefix and payload), encoded
-/// in `scratch`.
-fn send(scratch: &mut BytesMut, out: &mut Vec<u8>, request_id: u32, request: RequestRef<'_>) {
-    scratch.clear();
-    ClientFrameRef { request_id, request }.encode(scratch);
-    out.extend_from_slice(&(scratch.len() as u32).to_be_bytes());
-    out.extend_from_slice(scratch);
+/// Appends a final binary client frame holding `payload`, masked with `key`.
+fn ws_client_frame(out: &mut Vec<u8>, payload: &[u8], key: [u8; 4]) {
+    out.push(0x82);
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+}
+
+/// A server frame: its first byte, its payload, and the bytes it took.
+type WsFrame<'a> = (u8, &'a [u8], usize);
+
+/// A whole server frame at the start of `input`; `Ok(None)` if
+/// incomplete. Server frames are not masked, and the server sends every
+/// message in one frame.
+fn ws_server_frame(input: &[u8]) -> Result<Option<WsFrame<'_>>, String> {
+    let (Some(&first), Some(&second)) = (input.first(), input.get(1)) else { return Ok(None) };
+    if second & 0x80 != 0 {
+        return Err("a masked server frame".into());
+    }
+    let (len, at) = match second & 0x7f {
+        126 => match input.get(2..4) {
+            Some(l) => (u16::from_be_bytes([l[0], l[1]]) as usize, 4),
+            None => return Ok(None),
+        },
+        127 => match input.get(2..10) {
+            Some(l) => (u64::from_be_bytes(l.try_into().map_err(|_| "short length")?) as usize, 10),
+            None => return Ok(None),
+        },
+        n => (n as usize, 2),
+    };
+    if len > MAX_FRAME {
+        return Err(format!("server frame of {len} bytes, over the protocol's {MAX_FRAME}"));
+    }
+    Ok(input.get(at..at + len).map(|p| (first, p, at + len)))
 }
 
 /// The text of a live room message push (docs/PROTOCOL.md §8.1), found
@@ -95,30 +239,35 @@ fn error_name(code: impl std::fmt::Debug) -> Cow<'static, str> {
 
 impl Wire for ChatWire {
     fn handshake(&mut self, out: &mut Vec<u8>) {
-        // Pipelined: the server handles a connection's requests in order,
-        // so the join sees the login done.
-        let token = Some(self.token.as_str()).filter(|t| !t.is_empty());
-        let login = RequestRef::Login { version: PROTOCOL_VERSION, nick: &self.nick, token };
-        send(&mut self.scratch, out, LOGIN_ID, login);
-        send(&mut self.scratch, out, JOIN_ID, RequestRef::Join { room: &self.room, resume: None });
+        match &self.framing {
+            Framing::LengthPrefix => self.login_and_join(out),
+            Framing::WebSocket { host, .. } => {
+                // The login follows the 101 (see `payload`).
+                let req = format!(
+                    "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                );
+                out.extend_from_slice(req.as_bytes());
+            }
+        }
     }
 
     fn publish(&mut self, out: &mut Vec<u8>, payload: &[u8]) {
         // Stamps are ASCII; anything else would be refused as InvalidUtf8.
         let Ok(text) = std::str::from_utf8(payload) else { return };
         let id = self.request_id();
-        send(&mut self.scratch, out, id, RequestRef::Say { room: &self.room, text });
+        let room = std::mem::take(&mut self.room);
+        self.send(out, id, RequestRef::Say { room: &room, text });
+        self.room = room;
     }
 
     fn next<'a>(&mut self, input: &'a [u8], out: &mut Vec<u8>) -> Result<Option<(Event<'a>, usize)>, String> {
-        let Some(head) = input.get(..4) else { return Ok(None) };
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        if len > MAX_FRAME {
-            return Err(format!("server frame of {len} bytes, over the protocol's {MAX_FRAME}"));
+        let Some((payload, len)) = self.payload(input, out)? else { return Ok(None) };
+        if payload.is_empty() {
+            return Ok(Some((Event::Other, len)));
         }
-        let Some(payload) = input.get(4..4 + len) else { return Ok(None) };
         if let Some(text) = live_message_text(payload) {
-            return Ok(Some((Event::Message(text), 4 + len)));
+            return Ok(Some((Event::Message(text), len)));
         }
         let frame = ServerFrameRef::decode(payload).map_err(|e| format!("server frame: {e}"))?;
         let event = match frame {
@@ -130,18 +279,19 @@ impl Wire for ChatWire {
             {
                 Event::Joined
             }
+            ServerFrameRef::Reply { reply: Reply::Ok(OkBody::Sent { .. }), .. } => Event::Acked,
             ServerFrameRef::Reply { reply: Reply::Error { code, .. }, .. } => {
                 Event::Refused(error_name(code))
             }
             ServerFrameRef::Push(PushRef::Ping { nonce }) => {
-                send(&mut self.scratch, out, 0, RequestRef::Pong { nonce });
+                self.send(out, 0, RequestRef::Pong { nonce });
                 Event::Other
             }
             ServerFrameRef::Push(PushRef::Error { code, .. }) => Event::Refused(error_name(code)),
             ServerFrameRef::Push(PushRef::GoingAway { .. }) => Event::Refused(Cow::Borrowed("GoingAway")),
             _ => Event::Other,
         };
-        Ok(Some((event, 4 + len)))
+        Ok(Some((event, len)))
     }
 }
 
@@ -219,6 +369,7 @@ mod tests {
             )),
             message("old", true),
             message("new", false),
+            framed(ServerFrame::ok(3, OkBody::Sent { id: 10, ts_us: 2, offset: 2 })),
             framed(ServerFrame::error(3, ErrorCode::RateLimited, "slow down")),
             framed(ServerFrame::Push(Push::Ping { nonce: 77 })),
         ]
@@ -228,6 +379,7 @@ mod tests {
             Event::Joined,
             Event::Other,
             Event::Message(b"new"),
+            Event::Acked,
             Event::Refused("RateLimited".into()),
             Event::Other,
         ];
@@ -248,6 +400,60 @@ mod tests {
             // The server ping was answered.
             assert_eq!(requests(&out).last().map(|f| f.request.clone()), Some(Request::Pong { nonce: 77 }));
         }
+    }
+
+    /// Client frames in `out`: unmasked payloads, decoded.
+    fn ws_requests(mut out: &[u8]) -> Vec<ClientFrame> {
+        let mut v = Vec::new();
+        while !out.is_empty() {
+            assert_eq!(out[0], 0x82);
+            assert!(out[1] & 0x80 != 0, "masked");
+            let (len, at) = match out[1] & 0x7f {
+                126 => (u16::from_be_bytes([out[2], out[3]]) as usize, 4),
+                n => (n as usize, 2),
+            };
+            let key = &out[at..at + 4];
+            let payload: Vec<u8> =
+                out[at + 4..at + 4 + len].iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
+            v.push(ClientFrame::decode(&payload).unwrap());
+            out = &out[at + 4 + len..];
+        }
+        v
+    }
+
+    #[test]
+    fn over_websocket_the_login_follows_the_upgrade_and_payloads_are_messages() {
+        let mut w = ChatWire::websocket("a".into(), "r".into(), String::new(), "h:1".into(), 7);
+        let mut out = Vec::new();
+        w.handshake(&mut out);
+        let req = String::from_utf8(out.clone()).unwrap();
+        assert!(req.starts_with("GET /ws HTTP/1.1\r\nHost: h:1\r\nUpgrade: websocket\r\n"), "{req}");
+        out.clear();
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(w.next(head, &mut out).unwrap(), Some((Event::Other, head.len())));
+        let reqs: Vec<u32> = ws_requests(&out).iter().map(|f| f.request_id).collect();
+        assert_eq!(reqs, [LOGIN_ID, JOIN_ID]);
+        out.clear();
+        w.publish(&mut out, &[b'x'; 300]);
+        assert!(matches!(&ws_requests(&out)[0].request, Request::Say { text, .. } if text.len() == 300));
+        // A server message: unmasked, one binary frame.
+        let framed_msg = framed(ServerFrame::Push(Push::Message {
+            room: "r".into(),
+            id: 1,
+            ts_us: 1,
+            offset: 1,
+            from: "b".into(),
+            text: "hi".into(),
+            history: false,
+        }));
+        let mut frame = vec![0x82, (framed_msg.len() - 4) as u8];
+        frame.extend_from_slice(&framed_msg[4..]);
+        assert_eq!(w.next(&frame[..3], &mut out).unwrap(), None);
+        assert_eq!(w.next(&frame, &mut out).unwrap(), Some((Event::Message(b"hi"), frame.len())));
+        assert!(w.next(&[0x88, 2, 0x03, 0xe9], &mut out).unwrap_err().contains("1001"));
+        let mut refused = ChatWire::websocket("a".into(), "r".into(), String::new(), "h:1".into(), 7);
+        let err = refused.next(b"HTTP/1.1 426 Upgrade Required\r\n\r\n", &mut out).unwrap_err();
+        assert!(err.contains("426"), "{err}");
     }
 
     #[test]

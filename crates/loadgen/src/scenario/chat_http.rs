@@ -5,13 +5,16 @@
 //! `last_offset` of each answer. Same stamps, schedule, checks and delivery
 //! latency as `chat`, so the two measure the cost of HTTP on one workload.
 //!
-//! Every client first posts a greeting: its `201` says the room exists and
+//! Every client first opens a session (`POST /session`: every route is
+//! authorised by one, and a post speaks as its nickname), then posts a
+//! greeting: its `201` says the room exists and
 //! gives the offset a member polls from. Senders only post (one connection
 //! cannot post while its long poll holds the pipeline), so, like `chat`,
 //! where the server does not echo a message to its sender, a message owes
 //! one delivery to every other member; a room may therefore have only one
 //! sender. Benchmark a server with `rate_per_sec = 0` and a `history_len`
-//! that covers what arrives between two polls.
+//! that covers what arrives between two polls, and `logins_per_minute = 0`
+//! under `[http]` (every client logs in from the same address).
 
 use crate::fanout::{self, Event, FanoutArgs, Layout, Wire};
 use crate::http_response;
@@ -38,6 +41,7 @@ pub struct ChatHttpArgs {
 /// What an outstanding request was, so that its response is read right.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Asked {
+    Session,
     Greeting,
     Poll,
     Post,
@@ -59,6 +63,8 @@ pub struct HttpChatWire {
     host: String,
     path: String,
     nick: String,
+    /// The session credential, once opened.
+    bearer: String,
     /// Polls for the room's messages (every client but a sender).
     member: bool,
     asked: VecDeque<Asked>,
@@ -73,6 +79,7 @@ impl HttpChatWire {
             host,
             path: format!("/rooms/{room}/messages"),
             nick,
+            bearer: String::new(),
             member,
             asked: VecDeque::new(),
             since: 0,
@@ -83,25 +90,36 @@ impl HttpChatWire {
     fn post(&mut self, out: &mut Vec<u8>, text: &[u8], asked: Asked) {
         // Stamps and greetings are plain ASCII without quotes or
         // backslashes: they go into the JSON string as they are.
-        let body_len = br#"{"nick":"","text":""}"#.len() + self.nick.len() + text.len();
+        let body_len = br#"{"text":""}"#.len() + text.len();
         out.extend_from_slice(b"POST ");
         out.extend_from_slice(self.path.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         out.extend_from_slice(self.host.as_bytes());
+        out.extend_from_slice(b"\r\nAuthorization: Bearer ");
+        out.extend_from_slice(self.bearer.as_bytes());
         out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
         out.extend_from_slice(body_len.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n\r\n{\"nick\":\"");
-        out.extend_from_slice(self.nick.as_bytes());
-        out.extend_from_slice(b"\",\"text\":\"");
+        out.extend_from_slice(b"\r\n\r\n{\"text\":\"");
         out.extend_from_slice(text);
         out.extend_from_slice(b"\"}");
         self.asked.push_back(asked);
     }
 
+    fn open_session(&mut self, out: &mut Vec<u8>) {
+        let body = format!(r#"{{"nick":"{}"}}"#, self.nick);
+        let request = format!(
+            "POST /session HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
+            body.len()
+        );
+        out.extend_from_slice(request.as_bytes());
+        self.asked.push_back(Asked::Session);
+    }
+
     fn poll(&mut self, out: &mut Vec<u8>) {
         let request = format!(
-            "GET {}?since={}&wait={POLL_WAIT_S} HTTP/1.1\r\nHost: {}\r\n\r\n",
-            self.path, self.since, self.host
+            "GET {}?since={}&wait={POLL_WAIT_S} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+            self.path, self.since, self.host, self.bearer
         );
         out.extend_from_slice(request.as_bytes());
         self.asked.push_back(Asked::Poll);
@@ -146,7 +164,7 @@ fn number_after(body: &[u8], key: &[u8]) -> Option<u64> {
 
 impl Wire for HttpChatWire {
     fn handshake(&mut self, out: &mut Vec<u8>) {
-        self.post(out, b"hello", Asked::Greeting);
+        self.open_session(out);
     }
 
     fn publish(&mut self, out: &mut Vec<u8>, payload: &[u8]) {
@@ -171,6 +189,15 @@ impl Wire for HttpChatWire {
         let body_start = find(&input[..r.len], b"\r\n\r\n").map_or(r.len, |i| i + 4);
         match asked {
             Asked::Post => Ok(Some((Event::Other, r.len))),
+            Asked::Session => {
+                let body = &input[body_start..r.len];
+                let at =
+                    find(body, br#""session":""#).ok_or("a 201 to POST /session without a session")? + 11;
+                let len = body[at..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                self.bearer = String::from_utf8_lossy(&body[at..at + len]).into_owned();
+                self.post(out, b"hello", Asked::Greeting);
+                Ok(Some((Event::Other, r.len)))
+            }
             Asked::Greeting => {
                 if self.member {
                     self.since = number_after(&input[body_start..r.len], br#""offset":"#)
@@ -243,8 +270,15 @@ mod tests {
         let mut out = Vec::new();
         w.handshake(&mut out);
         let req = String::from_utf8(out.clone()).unwrap();
+        assert!(req.starts_with("POST /session HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"), "{req}");
+        assert!(req.ends_with(r#"{"nick":"lg1_3"}"#), "{req}");
+        out.clear();
+        let opened = response("201 Created", r#"{"nick":"lg1_3","session":"00ff","idle_timeout_ms":1}"#);
+        assert_eq!(events(&mut w, &opened, &mut out), [("Other".to_string(), opened.len())]);
+        let req = String::from_utf8(out.clone()).unwrap();
         assert!(req.starts_with("POST /rooms/room0/messages HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"), "{req}");
-        let body = r#"{"nick":"lg1_3","text":"hello"}"#;
+        assert!(req.contains("\r\nAuthorization: Bearer 00ff\r\n"), "{req}");
+        let body = r#"{"text":"hello"}"#;
         assert!(req.ends_with(&format!("Content-Length: {}\r\n\r\n{body}", body.len())), "{req}");
         out.clear();
 
@@ -252,7 +286,8 @@ mod tests {
         assert_eq!(events(&mut w, &greeted, &mut out), [("Joined".to_string(), greeted.len())]);
         assert_eq!(
             String::from_utf8_lossy(&out),
-            "GET /rooms/room0/messages?since=41&wait=30 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+            "GET /rooms/room0/messages?since=41&wait=30 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
+             Authorization: Bearer 00ff\r\n\r\n"
         );
         out.clear();
 
@@ -283,6 +318,8 @@ mod tests {
         let mut w = HttpChatWire::new("h:1".into(), "room2", "lg1_0".into(), false);
         let mut out = Vec::new();
         w.handshake(&mut out);
+        let opened = response("201 Created", r#"{"nick":"lg1_0","session":"ab"}"#);
+        assert_eq!(events(&mut w, &opened, &mut out).len(), 1);
         w.publish(&mut out, b"0000abcd");
         out.clear();
         let mut input = response("201 Created", r#"{"id":1,"ts_us":5,"offset":1}"#);

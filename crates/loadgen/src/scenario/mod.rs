@@ -10,6 +10,8 @@ pub mod echo;
 pub mod http;
 pub mod idle;
 pub mod nats;
+pub mod storm;
+pub mod ws;
 
 use crate::net::Target;
 use crate::parse;
