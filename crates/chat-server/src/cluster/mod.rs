@@ -23,9 +23,11 @@
 //!   (the subscription). Results reach the loops through the delivery
 //!   inboxes and `notify_loop`; a full queue is an error reply at once.
 //!
-//! The driver that ties this to the chat is `core.rs` (and
-//! `cluster/node.rs`); this module knows nothing of sessions.
+//! What ties this to the chat: [`node`] (what a session's request does on
+//! a node) and [`arrivals`] (what comes back from Redis), both driving
+//! `core.rs`'s rooms; the rest of this module knows nothing of sessions.
 
+pub mod arrivals;
 pub mod bridge;
 pub mod node;
 pub mod scripts;
