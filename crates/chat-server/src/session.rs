@@ -611,6 +611,14 @@ impl ChatService {
             let request = frame.request.as_borrowed();
             self.request(cx, s, frame.request_id, request);
         }
+        // An idle connection keeps no queue memory: a burst (a login and a
+        // join waiting for Redis) leaves none behind.
+        if s.slots.is_empty() && s.slots.capacity() > 0 {
+            s.slots = VecDeque::new();
+        }
+        if s.deferred.is_empty() && s.deferred.capacity() > 0 {
+            s.deferred = VecDeque::new();
+        }
     }
 
     /// Answers from the cluster arrived in the mailbox.
