@@ -742,3 +742,22 @@ fn a_node_that_stops_lets_go_of_its_users_at_once() {
     let _bob = nodes[0].login("bob");
     assert_eq!(alice.who("hall").unwrap(), vec!["alice"]);
 }
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn offsets_never_go_back_when_a_room_position_is_lost_but_its_log_kept() {
+    let redis = Redis::start("evicted", Persistence::None);
+    let node = Node::start("n0", &redis);
+    let mut alice = node.login("alice");
+    let first = alice.join("kept").unwrap();
+    for i in 0..5 {
+        alice.say("kept", &format!("m{i}")).unwrap();
+    }
+    // As an eviction would: the position goes, the Stream stays.
+    assert_eq!(redis.cli(&["DEL", "sb:room:kept"]), "1");
+    let next = alice.say("kept", "after").unwrap();
+    assert_eq!(next.offset, 6, "offsets go on after the log's last one");
+    let mut bob = node.login("bob");
+    let joined = bob.join_from("kept", Some(Position { epoch: first.epoch, offset: 0 })).unwrap();
+    assert_ne!(joined.epoch, first.epoch, "the position was lost: a new epoch says so");
+}

@@ -122,6 +122,14 @@ if ARGV[8] == '1' then
   end
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'last', 1)
+local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+if top and tonumber(string.match(top[1], '^(%d+)')) >= offset then
+  -- The position and the Stream disagree (the hash was evicted or
+  -- deleted, the Stream kept): go on after the Stream's last message, so
+  -- that offsets never go back.
+  offset = tonumber(string.match(top[1], '^(%d+)')) + 1
+  redis.call('HSET', KEYS[1], 'last', offset)
+end
 local id = redis.call('INCR', KEYS[4])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], s(offset) .. '-0',
   'i', s(id), 't', ARGV[4], 'f', ARGV[5], 'x', ARGV[6], 'o', ARGV[7])
