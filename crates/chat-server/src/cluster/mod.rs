@@ -23,6 +23,14 @@
 //!   (the subscription). Results reach the loops through the delivery
 //!   inboxes and `notify_loop`; a full queue is an error reply at once.
 //!
+//! The room log's operations are the embedded store's (`store::RoomLog`: a
+//! room's position, the messages after an offset, the latest ones, an
+//! append), here as Lua scripts on Redis; but where the embedded store is
+//! called synchronously (a local read takes microseconds), these are
+//! asynchronous calls on the bridge ([`Cluster::load`], [`Cluster::read`],
+//! [`Cluster::append`]) whose answers come back to the loops, since a loop
+//! must never wait for a round trip to Redis.
+//!
 //! What ties this to the chat: [`node`] (what a session's request does on
 //! a node) and [`arrivals`] (what comes back from Redis), both driving
 //! `core.rs`'s rooms; the rest of this module knows nothing of sessions.
