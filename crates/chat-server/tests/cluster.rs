@@ -764,3 +764,76 @@ fn offsets_never_go_back_when_a_room_position_is_lost_but_its_log_kept() {
     let joined = bob.join_from("kept", Some(Position { epoch: first.epoch, offset: 0 })).unwrap();
     assert_ne!(joined.epoch, first.epoch, "the position was lost: a new epoch says so");
 }
+
+/// One chat payload per binary WebSocket message.
+fn ws_call(
+    ws: &mut tungstenite::WebSocket<std::net::TcpStream>,
+    id: u32,
+    request: chat_server::protocol::Request,
+) -> ServerFrame {
+    use tungstenite::Message;
+    let mut buf = bytes::BytesMut::new();
+    chat_server::protocol::ClientFrame { request_id: id, request }.encode(&mut buf);
+    ws.send(Message::Binary(buf.freeze())).unwrap();
+    ws_next(ws, |f| matches!(f, ServerFrame::Reply { request_id, .. } if *request_id == id))
+}
+
+fn ws_next(
+    ws: &mut tungstenite::WebSocket<std::net::TcpStream>,
+    want: impl Fn(&ServerFrame) -> bool,
+) -> ServerFrame {
+    loop {
+        match ws.read().expect("websocket open") {
+            tungstenite::Message::Binary(b) => {
+                let f = ServerFrame::decode(&b).expect("a server frame");
+                if want(&f) {
+                    return f;
+                }
+            }
+            _ => continue,
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn the_websocket_door_chats_across_nodes() {
+    use chat_server::protocol::{Request, PROTOCOL_VERSION};
+    use tungstenite::client::IntoClientRequest;
+    let redis = Redis::start("ws", Persistence::None);
+    let web = Node::start_full("n0", &redis, "", true);
+    let tcp = Node::start("n1", &redis);
+    let addr = web.http.unwrap();
+    let req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let (mut ws, _) = tungstenite::client(req, stream).unwrap();
+    let login = Request::Login { version: PROTOCOL_VERSION, nick: "wendy".into(), token: None };
+    assert!(matches!(
+        ws_call(&mut ws, 1, login),
+        ServerFrame::Reply { reply: Reply::Ok(OkBody::Welcome(_)), .. }
+    ));
+    assert_eq!(server_error(login_on(&tcp, "wendy")), ErrorCode::NicknameTaken, "held across the cluster");
+    let join = Request::Join { room: "mix".into(), resume: None };
+    assert!(matches!(
+        ws_call(&mut ws, 2, join),
+        ServerFrame::Reply { reply: Reply::Ok(OkBody::Joined { .. }), .. }
+    ));
+    let mut bob = tcp.login("bob");
+    bob.join("mix").unwrap();
+    let sent = bob.say("mix", "to the browser").unwrap();
+    let got = ws_next(&mut ws, |f| matches!(f, ServerFrame::Push(Push::Message { .. })));
+    assert!(
+        matches!(got, ServerFrame::Push(Push::Message { offset, ref text, .. }) if offset == sent.offset && text == "to the browser")
+    );
+    let say = Request::Say { room: "mix".into(), text: "from the browser".into() };
+    assert!(matches!(
+        ws_call(&mut ws, 3, say),
+        ServerFrame::Reply { reply: Reply::Ok(OkBody::Sent { .. }), .. }
+    ));
+    assert_eq!(next_message(&mut bob).3, "from the browser");
+}
+
+fn login_on(node: &Node, nick: &str) -> Result<ChatClient, ClientError> {
+    login(node.addr, nick, None)
+}
