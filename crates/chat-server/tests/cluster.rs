@@ -322,7 +322,9 @@ fn a_killed_node_leaves_no_ghosts_and_the_others_keep_chatting() {
     eventually("six members", Duration::from_secs(5), || alice.who("hall").unwrap().len() == 5);
     let killed = Instant::now();
     nodes[1].kill9();
-    // Each bob's departure reaches alice, within the configured bound.
+    // Each bob's departure reaches alice, within the configured bound
+    // (node_ttl_ms + heartbeat_ms, 1.2 s here; plus slack for a loaded CI
+    // machine's scheduling).
     let mut gone = Vec::new();
     alice.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     while gone.len() < 3 {
@@ -336,7 +338,7 @@ fn a_killed_node_leaves_no_ghosts_and_the_others_keep_chatting() {
     gone.sort();
     assert_eq!(gone, vec!["bob0", "bob1", "bob2"]);
     assert!(
-        took <= Duration::from_millis(TTL_MS + HEARTBEAT_MS + 500),
+        took <= Duration::from_millis(TTL_MS + HEARTBEAT_MS + 1300),
         "the dead node's members left presence after {took:?}"
     );
     assert_eq!(carol.who("hall").unwrap(), vec!["alice", "carol"]);
