@@ -9,6 +9,7 @@
 //!   [`reactor::Handler`] over the [`reactor::FrameCodec`];
 //! - [`http_api`]: the same chat over HTTP/1.1, on the `http1` adapter;
 //! - [`server`]: the reactor with its chat services, and reload;
+//! - [`server_tls`]: the certificate and rustls setup of the TLS doors;
 //! - [`listeners`] and [`upgrade`]: inherited listening sockets (systemd,
 //!   or a predecessor) and binary upgrade on the fly;
 //! - [`client`]: a blocking client, used by the integration tests and the
@@ -34,6 +35,7 @@ pub mod protocol;
 pub mod room;
 pub mod sd_notify;
 pub mod server;
+pub mod server_tls;
 pub mod session;
 pub mod store;
 pub mod upgrade;
