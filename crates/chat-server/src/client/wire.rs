@@ -7,7 +7,7 @@
 //! across a blocking socket read: the reader waits for ciphertext unlocked,
 //! then takes the lock to decrypt it.
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -59,7 +59,7 @@ impl TlsClient {
     pub fn with_system_roots(server_name_: &str) -> Result<TlsClient, String> {
         let found = rustls_native_certs::load_native_certs();
         let mut roots = RootCertStore::empty();
-        let (added, _) = roots.add_parsable_certificates(found.certs.into_iter().map(CertificateDer::from));
+        let (added, _) = roots.add_parsable_certificates(found.certs);
         if added == 0 {
             return Err("no trusted certificate authorities found on this system (give one with --ca)".into());
         }
