@@ -230,7 +230,7 @@ impl ChatHttp {
     fn metrics(&self, cx: &HttpContext<'_, '_>) -> Response {
         let stats = cx.handle().all_stats();
         let mut out = String::with_capacity(4096);
-        let counters: [Counter; 12] = [
+        let counters: &[Counter] = &[
             ("connections_accepted_total", "Connections accepted.", |s| s.accepted),
             ("connections_closed_total", "Connections closed, for any reason.", |s| s.closed),
             ("connections_rejected_total", "Connections refused at max_connections.", |s| s.rejected),
@@ -241,6 +241,9 @@ impl ChatHttp {
             ("frames_out_total", "Frames sent.", |s| s.frames_out),
             ("slow_consumers_total", "Connections closed as slow consumers.", |s| s.slow_consumers),
             ("idle_timeouts_total", "Connections closed by the reactor's idle timeout.", |s| s.idle_timeouts),
+            ("handshake_timeouts_total", "TLS connections closed for a stalled handshake.", |s| {
+                s.handshake_timeouts
+            }),
             ("protocol_errors_total", "Connections closed for a protocol error.", |s| s.protocol_errors),
             ("handler_panics_total", "Handler panics.", |s| s.panics),
         ];
