@@ -300,3 +300,15 @@ impl Write for Seal<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// What a connection keeps inline (rustls' session and ours), besides
+    /// rustls' heap parts: it is multiplied by every connection held.
+    #[test]
+    fn a_session_is_small() {
+        let size = std::mem::size_of::<super::TlsConn>();
+        assert!(size <= 1280, "TlsConn grew to {size} bytes");
+        assert!(std::mem::size_of::<<super::TlsTransport as reactor::Transport>::Conn>() == 8, "boxed");
+    }
+}
