@@ -174,9 +174,14 @@ impl Transport for TlsTransport {
         let mut rest = bytes;
         let mut peer_closed = false;
         while !rest.is_empty() {
-            if let Err(e) = conn.tls.read_tls(&mut rest) {
-                let why = format!("tls: {e}");
-                return Err(self.fail(conn, socket, why));
+            match conn.tls.read_tls(&mut rest) {
+                // rustls takes nothing more (after close_notify): the rest is dropped.
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let why = format!("tls: {e}");
+                    return Err(self.fail(conn, socket, why));
+                }
             }
             let state = match conn.tls.process_new_packets() {
                 Ok(state) => state,

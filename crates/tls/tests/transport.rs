@@ -229,6 +229,69 @@ fn echo_over_tls_pipelined_large_and_closed_with_close_notify() {
     server.wait_for("the close", |s| s.open == 0 && s.closing == 0 && s.closed == 1);
 }
 
+/// Reads raw records from `sock` into `conn` until `want` plaintext bytes
+/// came out; returns the plaintext and how many records carried some.
+fn records_until(conn: &mut ClientConnection, sock: &mut TcpStream, want: usize) -> (Vec<u8>, usize) {
+    let (mut plain, mut wire, mut carrying) = (Vec::new(), Vec::new(), 0);
+    let mut buf = [0u8; 4096];
+    while plain.len() < want {
+        let n = sock.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {} of {want} bytes", plain.len());
+        wire.extend_from_slice(&buf[..n]);
+        // Feed whole records one at a time, to see which carry plaintext.
+        while wire.len() >= 5 {
+            let len = 5 + u16::from_be_bytes([wire[3], wire[4]]) as usize;
+            if wire.len() < len {
+                break;
+            }
+            let record: Vec<u8> = wire.drain(..len).collect();
+            let mut rest = &record[..];
+            while !rest.is_empty() {
+                conn.read_tls(&mut rest).unwrap(); // at most 4 KiB a call
+            }
+            let state = conn.process_new_packets().unwrap();
+            let ready = state.plaintext_bytes_to_read();
+            if ready > 0 {
+                carrying += 1;
+                let start = plain.len();
+                plain.resize(start + ready, 0);
+                conn.reader().read_exact(&mut plain[start..]).unwrap();
+            }
+        }
+    }
+    (plain, carrying)
+}
+
+#[test]
+fn replies_of_one_turn_leave_in_one_record() {
+    let cert = test_cert::self_signed(&["localhost"]);
+    let server = start("records", &cert);
+    let c = connect(server.addr, &cert, &[]);
+    let (mut conn, mut sock) = c.into_parts();
+    // 50 small frames in one record: one read, 50 replies in one turn.
+    let wire: Vec<u8> = (0..50u8).flat_map(|i| frame(&[i; 10])).collect();
+    conn.writer().write_all(&wire).unwrap();
+    while conn.wants_write() {
+        conn.write_tls(&mut sock).unwrap();
+    }
+    let (plain, records) = records_until(&mut conn, &mut sock, wire.len());
+    assert_eq!(plain, wire);
+    assert_eq!(records, 1, "50 replies of one turn were cut into {records} records");
+    // 200 KB of replies in one turn: records of the full 16 KiB each.
+    let big: Vec<u8> = (0..20u8).flat_map(|i| frame(&[i; 10_000])).collect();
+    for chunk in big.chunks(32 << 10) {
+        conn.writer().write_all(chunk).unwrap();
+        while conn.wants_write() {
+            conn.write_tls(&mut sock).unwrap();
+        }
+    }
+    let (plain, records) = records_until(&mut conn, &mut sock, big.len());
+    assert_eq!(plain, big);
+    let fewest = big.len().div_ceil(16 << 10);
+    // Input arrives in several reads, so replies leave in a few turns.
+    assert!(records <= fewest + 6, "{} bytes in {records} records (at least {fewest})", big.len());
+}
+
 #[test]
 fn alpn_offers_http_1_1_where_configured() {
     let cert = test_cert::self_signed(&["localhost"]);
