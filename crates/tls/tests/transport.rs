@@ -35,10 +35,30 @@ impl Handler for Echo {
     }
 }
 
+/// Answers `flood` with 12 frames of 60,000 bytes; echoes anything else.
+struct Flood;
+
+impl Handler for Flood {
+    type Codec = FrameCodec;
+    type Conn = ();
+    fn on_open(&mut self, _cx: &mut FramedContext<'_, '_>, _peer: SocketAddr) {}
+    fn on_message(&mut self, cx: &mut FramedContext<'_, '_>, _conn: &mut (), frame: Frame<'_>) {
+        if &frame[..] == b"flood" {
+            let big = vec![7u8; 60_000];
+            for _ in 0..12 {
+                let _ = cx.send_frame(&big);
+            }
+        } else {
+            let _ = cx.send_frame(&frame);
+        }
+    }
+}
+
 struct Server {
     reactor: Option<Reactor>,
     addr: SocketAddr,
     http_addr: SocketAddr,
+    flood_addr: SocketAddr,
     stats: Arc<TlsStats>,
     certs: Arc<CertStore>,
     dir: PathBuf,
@@ -75,7 +95,8 @@ fn start(name: &str, cert: &TestCert) -> Server {
         ..ServiceConfig::new(name)
     };
     let frames = reactor::framing::FrameConfig::builder().max_frame_length(4 << 20).build().unwrap();
-    let (s1, s2) = (stats.clone(), stats.clone());
+    let (s1, s2, s3) = (stats.clone(), stats.clone(), stats.clone());
+    let flood_config = tls::server_config(certs.clone(), &[]).unwrap();
     let reactor = Reactor::builder()
         .threads(2)
         .service(config("echo-tls"), "127.0.0.1:0", move |_| {
@@ -86,11 +107,28 @@ fn start(name: &str, cert: &TestCert) -> Server {
             Service::new(FrameCodec::default(), Echo)
                 .with_transport(TlsTransport::new(http.clone(), s2.clone()))
         })
+        // Small output limits: past 1 MiB queued a client is disconnected.
+        .service(
+            ServiceConfig {
+                write_high_watermark: 1 << 20,
+                write_low_watermark: 256 << 10,
+                max_write_queue: 2 << 20,
+                slow_consumer: reactor::SlowConsumerPolicy::Disconnect,
+                send_buffer_size: Some(64 << 10),
+                ..config("flood-tls")
+            },
+            "127.0.0.1:0",
+            move |_| {
+                Service::new(FrameCodec::default(), Flood)
+                    .with_transport(TlsTransport::new(flood_config.clone(), s3.clone()))
+            },
+        )
         .build()
         .unwrap();
     let addr = reactor.local_addr(ServiceId::from_index(0)).unwrap();
     let http_addr = reactor.local_addr(ServiceId::from_index(1)).unwrap();
-    Server { reactor: Some(reactor), addr, http_addr, stats, certs, dir }
+    let flood_addr = reactor.local_addr(ServiceId::from_index(2)).unwrap();
+    Server { reactor: Some(reactor), addr, http_addr, flood_addr, stats, certs, dir }
 }
 
 impl Server {
@@ -290,6 +328,41 @@ fn replies_of_one_turn_leave_in_one_record() {
     let fewest = big.len().div_ceil(16 << 10);
     // Input arrives in several reads, so replies leave in a few turns.
     assert!(records <= fewest + 6, "{} bytes in {records} records (at least {fewest})", big.len());
+}
+
+#[test]
+fn write_limits_and_the_slow_consumer_policy_apply_over_tls() {
+    let cert = test_cert::self_signed(&["localhost"]);
+    let server = start("flood", &cert);
+    let flood = ServiceId::from_index(2);
+    // A client that reads keeps up: 720 KB per request, three times.
+    let mut reader = connect(server.flood_addr, &cert, &[]);
+    for _ in 0..3 {
+        reader.write_all(&frame(b"flood")).unwrap();
+        for _ in 0..12 {
+            assert_eq!(recv(&mut reader).len(), 60_000);
+        }
+    }
+    reader.write_all(&frame(b"after")).unwrap();
+    assert_eq!(recv(&mut reader), b"after");
+    // A client that asks for 2.2 MB and never reads: the server's queue
+    // (plaintext queued and ciphertext rustls holds) passes 1 MiB and it is
+    // closed as a slow consumer, its memory freed.
+    let mut sleeper = connect(server.flood_addr, &cert, &[]);
+    let three: Vec<u8> = [frame(b"flood"), frame(b"flood"), frame(b"flood")].concat();
+    sleeper.write_all(&three).unwrap();
+    let start = Instant::now();
+    loop {
+        let s = server.handle().stats(flood).unwrap();
+        if s.slow_consumers == 1 && s.open == 1 {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "no slow-consumer close: {s:?}");
+        thread::sleep(Duration::from_millis(10));
+    }
+    drop(sleeper);
+    reader.write_all(&frame(b"still")).unwrap();
+    assert_eq!(recv(&mut reader), b"still");
 }
 
 #[test]
