@@ -89,12 +89,15 @@ struct Current<'a> {
     nick: &'a str,
 }
 
-fn cookie(value: &str, max_age_s: u64) -> String {
-    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}")
+/// The session cookie; `Secure` (sent over HTTPS only) when served over
+/// TLS, where a browser would otherwise also send it in clear to plain HTTP.
+fn cookie(value: &str, max_age_s: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}")
 }
 
 /// `POST /session {"nick", "token"}`: opens a session.
-pub fn open(core: &ChatCore, cx: &HttpContext<'_, '_>, req: &Request) -> Response {
+pub fn open(core: &ChatCore, cx: &HttpContext<'_, '_>, req: &Request, secure: bool) -> Response {
     let login: Login = match serde_json::from_slice(req.body()) {
         Ok(l) => l,
         Err(e) => return invalid_json(&e),
@@ -113,7 +116,7 @@ pub fn open(core: &ChatCore, cx: &HttpContext<'_, '_>, req: &Request) -> Respons
                 max_age_ms: limits.max_age_ms,
             };
             json(201, &body)
-                .header("Set-Cookie", cookie(&credential, limits.max_age_ms / 1000))
+                .header("Set-Cookie", cookie(&credential, limits.max_age_ms / 1000, secure))
                 .header("Cache-Control", "no-store")
         }
         Err(SessionError::Taken) => problem(409, &format!("{} is taken", login.nick)),
@@ -132,14 +135,14 @@ pub fn current(core: &ChatCore, req: &Request) -> Response {
 }
 
 /// `DELETE /session`: logs out (the session's chat connection is closed).
-pub fn end(core: &ChatCore, cx: &mut HttpContext<'_, '_>, req: &Request) -> Response {
+pub fn end(core: &ChatCore, cx: &mut HttpContext<'_, '_>, req: &Request, secure: bool) -> Response {
     if let Err(resp) = authorise(core, req) {
         return resp;
     }
     match credential(req) {
-        Some((c, _)) if core.end_session(cx, c) => {
-            Response::empty(204).header("Set-Cookie", cookie("", 0)).header("Cache-Control", "no-store")
-        }
+        Some((c, _)) if core.end_session(cx, c) => Response::empty(204)
+            .header("Set-Cookie", cookie("", 0, secure))
+            .header("Cache-Control", "no-store"),
         _ => problem(401, "no such session"),
     }
 }

@@ -11,7 +11,7 @@ type Counter = (&'static str, &'static str, fn(&reactor::ServiceStats) -> u64);
 /// The metrics page.
 pub fn metrics(stats: &[reactor::ServiceStats], core: &ChatCore) -> Response {
     let mut out = String::with_capacity(4096);
-    let counters: [Counter; 12] = [
+    let counters: [Counter; 13] = [
         ("connections_accepted_total", "Connections accepted.", |s| s.accepted),
         ("connections_closed_total", "Connections closed, for any reason.", |s| s.closed),
         ("connections_rejected_total", "Connections refused at max_connections.", |s| s.rejected),
@@ -22,6 +22,9 @@ pub fn metrics(stats: &[reactor::ServiceStats], core: &ChatCore) -> Response {
         ("frames_out_total", "Frames sent.", |s| s.frames_out),
         ("slow_consumers_total", "Connections closed as slow consumers.", |s| s.slow_consumers),
         ("idle_timeouts_total", "Connections closed by the reactor's idle timeout.", |s| s.idle_timeouts),
+        ("handshake_timeouts_total", "TLS connections closed for a stalled handshake.", |s| {
+            s.handshake_timeouts
+        }),
         ("protocol_errors_total", "Connections closed for a protocol error.", |s| s.protocol_errors),
         ("handler_panics_total", "Handler panics.", |s| s.panics),
     ];

@@ -53,6 +53,8 @@ pub struct ChatHttp {
     next_seq: u64,
     /// Each session's message rate bucket on this loop: tokens, refilled.
     buckets: HashMap<Arc<str>, (f64, Instant)>,
+    /// Served over TLS: the session cookie is marked `Secure`.
+    secure: bool,
 }
 
 /// A response not given yet.
@@ -149,7 +151,14 @@ fn posted(p: &crate::core::Posted) -> Response {
 impl ChatHttp {
     /// A handler sharing `core`; long polls wait at most `max_wait`.
     pub fn new(core: Arc<ChatCore>, max_wait: Duration) -> ChatHttp {
-        ChatHttp { core, max_wait, next_seq: 0, buckets: HashMap::new() }
+        ChatHttp { core, max_wait, next_seq: 0, buckets: HashMap::new(), secure: false }
+    }
+
+    /// The same handler for an HTTPS listener: session cookies are marked
+    /// `Secure`.
+    pub fn over_tls(mut self) -> ChatHttp {
+        self.secure = true;
+        self
     }
 
     /// Takes one message from the session's rate on this loop.
@@ -308,9 +317,9 @@ impl HttpHandler for ChatHttp {
                 metrics::metrics(&cx.handle().all_stats(), &self.core).into()
             }
             (Method::Get, ["ws"]) => self.websocket(req),
-            (Method::Post, ["session"]) => auth::open(&self.core, cx, req).into(),
+            (Method::Post, ["session"]) => auth::open(&self.core, cx, req, self.secure).into(),
             (Method::Get | Method::Head, ["session"]) => auth::current(&self.core, req).into(),
-            (Method::Delete, ["session"]) => auth::end(&self.core, cx, req).into(),
+            (Method::Delete, ["session"]) => auth::end(&self.core, cx, req, self.secure).into(),
             (Method::Get | Method::Head, ["rooms"]) => self.rooms(req).into(),
             (Method::Get | Method::Head, ["users"]) => self.users(req).into(),
             (Method::Post, ["rooms", room, "messages"]) => match room_name(room) {
