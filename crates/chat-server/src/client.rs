@@ -60,8 +60,8 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::io::{self, Read};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -78,8 +78,10 @@ mod error;
 pub mod reconnect;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 pub use error::ClientError;
+pub use wire::TlsClient;
 
 /// Largest frame payload accepted from the server: 1 MiB, the framing
 /// layer's default and the largest `max_payload` a server may announce.
@@ -148,7 +150,7 @@ struct Shared {
 }
 
 struct Out {
-    stream: TcpStream,
+    sink: wire::Sink,
     buf: BytesMut,
 }
 
@@ -171,26 +173,23 @@ impl Shared {
 
     fn send_frame(&self, frame: ClientFrameRef<'_>) -> io::Result<()> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        let Out { stream, buf } = &mut *out;
+        let Out { sink, buf } = &mut *out;
         buf.clear();
         FrameConfig::default()
             .encode_header(frame.encoded_len(), buf)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         frame.encode(buf);
-        stream.write_all(buf)
+        sink.write_all(buf)
     }
 
     fn send_raw(&self, bytes: &[u8]) -> io::Result<()> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        out.stream.write_all(bytes)
+        out.sink.write_all(bytes)
     }
 
     fn close(&self) -> io::Result<()> {
-        let out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        match out.stream.shutdown(Shutdown::Both) {
-            Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
-            _ => Ok(()),
-        }
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        out.sink.shutdown()
     }
 }
 
@@ -233,8 +232,10 @@ impl fmt::Debug for ChatSender {
 
 /// One connection to a chat server. See the [module documentation](self).
 pub struct ChatClient {
-    /// Read half; the write half is in `shared`.
+    /// The socket (for its timeouts and address).
     stream: TcpStream,
+    /// Read half; the write half is in `shared`.
+    reader: wire::Reader,
     shared: Arc<Shared>,
     decoder: FrameDecoder,
     rbuf: BytesMut,
@@ -261,10 +262,21 @@ impl ChatClient {
     /// deadline of synchronous calls. Disables Nagle's algorithm: frames are
     /// small and latency matters more than packet count.
     pub fn connect(addr: impl ToSocketAddrs, timeout: Duration) -> io::Result<ChatClient> {
+        ChatClient::connect_with(addr, timeout, None)
+    }
+
+    /// Like [`connect`](Self::connect), over TLS when `tls` is given: the
+    /// handshake is done (within `timeout`) before this returns, and a
+    /// server whose certificate `tls` does not trust is an error.
+    pub fn connect_with(
+        addr: impl ToSocketAddrs,
+        timeout: Duration,
+        tls: Option<&TlsClient>,
+    ) -> io::Result<ChatClient> {
         let mut last_err = None;
         for addr in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(stream) => return ChatClient::from_stream(stream, timeout),
+                Ok(stream) => return ChatClient::from_stream_with(stream, timeout, tls),
                 Err(e) => last_err = Some(e),
             }
         }
@@ -275,13 +287,27 @@ impl ChatClient {
     /// Wraps a stream connected elsewhere (e.g. with socket options set
     /// before connecting), with `timeout` as in [`connect`](Self::connect).
     pub fn from_stream(stream: TcpStream, timeout: Duration) -> io::Result<ChatClient> {
+        ChatClient::from_stream_with(stream, timeout, None)
+    }
+
+    /// Like [`from_stream`](Self::from_stream), over TLS when `tls` is given.
+    pub fn from_stream_with(
+        stream: TcpStream,
+        timeout: Duration,
+        tls: Option<&TlsClient>,
+    ) -> io::Result<ChatClient> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        let out = Out { stream: stream.try_clone()?, buf: BytesMut::with_capacity(256) };
+        let (reader, sink) = match tls {
+            Some(tls) => tls.handshake(&stream)?,
+            None => (wire::Reader::Plain(stream.try_clone()?), wire::Sink::Plain(stream.try_clone()?)),
+        };
+        let out = Out { sink, buf: BytesMut::with_capacity(256) };
         let config = FrameConfig::default().with_max_frame_length(MAX_INCOMING_PAYLOAD);
         Ok(ChatClient {
             stream,
+            reader,
             shared: Arc::new(Shared { out: Mutex::new(out), next_id: AtomicU32::new(1) }),
             decoder: FrameDecoder::new(config),
             rbuf: BytesMut::new(),
@@ -595,7 +621,7 @@ impl ChatClient {
         let start = self.rbuf.len();
         self.rbuf.resize(start + READ_CHUNK, 0);
         let result = loop {
-            match self.stream.read(&mut self.rbuf[start..]) {
+            match self.reader.read(&mut self.rbuf[start..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }

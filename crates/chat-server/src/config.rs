@@ -40,9 +40,31 @@ pub struct Config {
     /// The room log.
     #[serde(default)]
     pub store: StoreConfig,
+    /// The certificate of the TLS listeners.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Several nodes on Redis.
     #[serde(default)]
     pub cluster: ClusterConfig,
+}
+
+/// The `[tls]` table: the certificate and key every TLS listener
+/// (`chat.tls_listen`, `http.tls_listen`) presents.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file of the certificate chain, leaf first; "" for none.
+    pub cert: String,
+    /// PEM file of the private key (PKCS#8, RSA or EC); "" for none.
+    pub key: String,
+    /// Time a client has to finish its TLS handshake, in milliseconds.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> TlsConfig {
+        TlsConfig { cert: String::new(), key: String::new(), handshake_timeout_ms: 10_000 }
+    }
 }
 
 /// The `[cluster]` table: several nodes serving the same rooms on Redis.
@@ -188,6 +210,9 @@ impl StoreConfig {
 pub struct HttpApiConfig {
     /// Listen addresses; empty disables HTTP.
     pub listen: Vec<String>,
+    /// Listen addresses of HTTPS (the same routes over TLS, ALPN
+    /// `http/1.1`); they need `[tls]`.
+    pub tls_listen: Vec<String>,
     /// Most HTTP connections open at once, per listener.
     pub max_connections: usize,
     /// Largest request body in bytes.
@@ -214,6 +239,7 @@ impl Default for HttpApiConfig {
     fn default() -> HttpApiConfig {
         HttpApiConfig {
             listen: vec!["127.0.0.1:8080".into()],
+            tls_listen: Vec::new(),
             max_connections: 5_000,
             max_body_size: 64 << 10,
             head_timeout_ms: 10_000,
@@ -238,6 +264,8 @@ fn default_grace() -> u64 {
 pub struct ChatConfig {
     /// Listen addresses, one service each.
     pub listen: Vec<String>,
+    /// Listen addresses of the chat protocol over TLS; they need `[tls]`.
+    pub tls_listen: Vec<String>,
     /// Most connections open at once, per listener.
     pub max_connections: usize,
     /// Largest frame payload in bytes.
@@ -280,6 +308,7 @@ impl Default for ChatConfig {
         let limits = ServerLimits::default();
         ChatConfig {
             listen: vec!["127.0.0.1:7000".into()],
+            tls_listen: Vec::new(),
             max_connections: 10_000,
             max_payload: limits.max_payload,
             rate_per_sec: limits.rate_per_sec,
@@ -363,12 +392,34 @@ impl Config {
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
         let c = &self.chat;
-        if c.listen.is_empty() {
-            return Err("chat.listen: at least one address is needed".into());
+        if c.listen.is_empty() && c.tls_listen.is_empty() {
+            return Err("chat.listen: at least one address is needed (or one in chat.tls_listen)".into());
         }
-        for (i, a) in c.listen.iter().enumerate() {
-            a.parse::<SocketAddr>()
-                .map_err(|e| format!("chat.listen[{i}]: {a:?} is not a socket address (ip:port): {e}"))?;
+        for (key, list) in [
+            ("chat.listen", &c.listen),
+            ("chat.tls_listen", &c.tls_listen),
+            ("http.listen", &self.http.listen),
+            ("http.tls_listen", &self.http.tls_listen),
+        ] {
+            for (i, a) in list.iter().enumerate() {
+                a.parse::<SocketAddr>()
+                    .map_err(|e| format!("{key}[{i}]: {a:?} is not a socket address (ip:port): {e}"))?;
+            }
+        }
+        let t = &self.tls;
+        if !c.tls_listen.is_empty() || !self.http.tls_listen.is_empty() {
+            if t.cert.is_empty() {
+                return Err("tls.cert: TLS listeners need a certificate file (PEM)".into());
+            }
+            if t.key.is_empty() {
+                return Err("tls.key: TLS listeners need a private key file (PEM)".into());
+            }
+        }
+        if t.handshake_timeout_ms == 0 || t.handshake_timeout_ms > 600_000 {
+            return Err(format!(
+                "tls.handshake_timeout_ms: {} is outside 1..=600000",
+                t.handshake_timeout_ms
+            ));
         }
         let positive = [
             ("chat.max_connections", c.max_connections as u64),
@@ -429,10 +480,6 @@ impl Config {
             ));
         }
         let h = &self.http;
-        for (i, a) in h.listen.iter().enumerate() {
-            a.parse::<SocketAddr>()
-                .map_err(|e| format!("http.listen[{i}]: {a:?} is not a socket address (ip:port): {e}"))?;
-        }
         for (key, value) in [
             ("http.max_connections", h.max_connections as u64),
             ("http.max_body_size", h.max_body_size as u64),
@@ -487,6 +534,21 @@ impl Config {
     /// The HTTP listen addresses (validated).
     pub fn http_addrs(&self) -> Vec<SocketAddr> {
         self.http.listen.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+
+    /// The chat-over-TLS listen addresses (validated).
+    pub fn chat_tls_addrs(&self) -> Vec<SocketAddr> {
+        self.chat.tls_listen.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+
+    /// The HTTPS listen addresses (validated).
+    pub fn http_tls_addrs(&self) -> Vec<SocketAddr> {
+        self.http.tls_listen.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+
+    /// True if any listener speaks TLS.
+    pub fn uses_tls(&self) -> bool {
+        !self.chat.tls_listen.is_empty() || !self.http.tls_listen.is_empty()
     }
 
     /// The limits announced to clients at login.
@@ -555,6 +617,27 @@ mod tests {
         let e = with("max_payload", "0").unwrap_err();
         assert!(e.message.contains("chat.max_payload"), "{e}");
         assert_eq!(e.source, "test.toml");
+    }
+
+    #[test]
+    fn tls_listeners_need_a_certificate_and_a_key() {
+        let e = Config::parse("[chat]\ntls_listen = [\"127.0.0.1:7443\"]\n", "x").unwrap_err();
+        assert!(e.message.starts_with("tls.cert:"), "{e}");
+        let e = Config::parse("[http]\ntls_listen = [\"127.0.0.1:8443\"]\n[tls]\ncert = \"c.pem\"\n", "x")
+            .unwrap_err();
+        assert!(e.message.starts_with("tls.key:"), "{e}");
+        let e = Config::parse("[chat]\ntls_listen = [\"nowhere\"]\n", "x").unwrap_err();
+        assert!(e.message.starts_with("chat.tls_listen[0]:"), "{e}");
+        let c = Config::parse(
+            "[chat]\nlisten = []\ntls_listen = [\"127.0.0.1:7443\"]\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+            "x",
+        )
+        .unwrap();
+        assert!(c.uses_tls());
+        assert_eq!(c.chat_tls_addrs(), vec!["127.0.0.1:7443".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(c.tls.handshake_timeout_ms, 10_000);
+        let e = Config::parse("[tls]\nhandshake_timeout_ms = 0\n", "x").unwrap_err();
+        assert!(e.message.starts_with("tls.handshake_timeout_ms:"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - [`http_api`]: the same chat over HTTP/1.1, on the `http1` adapter,
 //!   with sessions, the chat page and the chat over WebSocket;
 //! - [`server`]: the reactor with its chat services, and reload;
+//! - [`server_tls`]: the certificate and rustls setup of the TLS doors;
 //! - [`listeners`] and [`upgrade`]: inherited listening sockets (systemd,
 //!   or a predecessor) and binary upgrade on the fly;
 //! - [`client`]: a blocking client, used by the integration tests and the
@@ -46,6 +47,7 @@ pub mod protocol;
 pub mod room;
 pub mod sd_notify;
 pub mod server;
+pub mod server_tls;
 pub mod session;
 pub mod sessions_file;
 pub mod store;

@@ -20,6 +20,10 @@ pub enum ServiceKind {
     Chat,
     /// The chat over HTTP.
     Http,
+    /// The chat protocol over TLS.
+    ChatTls,
+    /// The chat over HTTPS.
+    HttpTls,
 }
 
 impl ServiceKind {
@@ -28,13 +32,22 @@ impl ServiceKind {
         match self {
             ServiceKind::Chat => "chat",
             ServiceKind::Http => "http",
+            ServiceKind::ChatTls => "chat-tls",
+            ServiceKind::HttpTls => "http-tls",
         }
+    }
+
+    /// True for the kinds that speak TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, ServiceKind::ChatTls | ServiceKind::HttpTls)
     }
 
     fn from_name(name: &str) -> Option<ServiceKind> {
         match name {
             "chat" => Some(ServiceKind::Chat),
             "http" => Some(ServiceKind::Http),
+            "chat-tls" => Some(ServiceKind::ChatTls),
+            "http-tls" => Some(ServiceKind::HttpTls),
             _ => None,
         }
     }
@@ -170,6 +183,10 @@ mod tests {
         assert!(parse_listeners("chat:x").unwrap_err().contains("bad descriptor"));
         assert!(parse_listeners("smtp:4").unwrap_err().contains("unknown service"));
         assert_eq!(parse_listeners("http:9").unwrap(), vec![(ServiceKind::Http, 9)]);
+        assert_eq!(
+            parse_listeners("chat-tls:4;http-tls:5").unwrap(),
+            vec![(ServiceKind::ChatTls, 4), (ServiceKind::HttpTls, 5)]
+        );
         assert!(parse_listeners("chat:1").unwrap_err().contains("standard stream"));
     }
 

@@ -8,6 +8,7 @@ use chat_server::config::{Config, ConfigError};
 use chat_server::listeners;
 use chat_server::sd_notify::notify;
 use chat_server::server::{self, check_bind, check_log, ChatServer};
+use chat_server::server_tls;
 use chat_server::store::{OpenError, RoomLog};
 use chat_server::upgrade::{self, Invocation, PidFile};
 use clap::Parser;
@@ -30,8 +31,9 @@ const LOG_HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Without -c it runs on the built-in default configuration (127.0.0.1:7000;
 /// the same as crates/chat-server/chat-server.toml).
 ///
-/// Signals: HUP reloads the config file without dropping connections (an
-/// invalid file is logged and ignored). TERM, INT or QUIT shut down
+/// Signals: HUP reloads the config file and the TLS certificate without
+/// dropping connections (an invalid file or certificate is logged and
+/// ignored; new TLS handshakes get the new certificate). TERM, INT or QUIT shut down
 /// gracefully: stop accepting, send clients a going-away push, flush, exit
 /// within shutdown_grace_ms. USR2 upgrades on the fly: a new process of the
 /// binary now at this path, with the same arguments, inherits the listening
@@ -45,13 +47,28 @@ struct Args {
     /// Configuration file (TOML). Default: the built-in configuration.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Listen address; overrides chat.listen. Repeat for several listeners.
+    /// Listen address; overrides chat.listen. Repeat for several listeners;
+    /// "none" for no plain chat listener (then --tls-listen is needed).
     #[arg(long, value_name = "ADDR")]
     listen: Vec<String>,
+    /// Chat-over-TLS listen address; overrides chat.tls_listen. Repeat for
+    /// several; "none" disables it. Needs a certificate (--tls-cert, --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Vec<String>,
     /// HTTP listen address; overrides http.listen. Repeat for several;
     /// "none" disables HTTP.
     #[arg(long, value_name = "ADDR")]
     http_listen: Vec<String>,
+    /// HTTPS listen address; overrides http.tls_listen. Repeat for several;
+    /// "none" disables it.
+    #[arg(long, value_name = "ADDR")]
+    https_listen: Vec<String>,
+    /// Certificate chain of the TLS listeners (PEM); overrides tls.cert.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// Private key of the TLS listeners (PEM); overrides tls.key.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<String>,
     /// Event-loop threads; overrides `threads` (0: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -92,11 +109,24 @@ impl Args {
             Some(path) => (Config::load(path)?, path.display().to_string()),
             None => (Config::builtin(), "built-in default".to_string()),
         };
+        let given = |list: &[String]| list.iter().filter(|a| *a != "none").cloned().collect::<Vec<_>>();
         if !self.listen.is_empty() {
-            config.chat.listen = self.listen.clone();
+            config.chat.listen = given(&self.listen);
+        }
+        if !self.tls_listen.is_empty() {
+            config.chat.tls_listen = given(&self.tls_listen);
         }
         if !self.http_listen.is_empty() {
-            config.http.listen = self.http_listen.iter().filter(|a| *a != "none").cloned().collect();
+            config.http.listen = given(&self.http_listen);
+        }
+        if !self.https_listen.is_empty() {
+            config.http.tls_listen = given(&self.https_listen);
+        }
+        if let Some(cert) = &self.tls_cert {
+            config.tls.cert = cert.clone();
+        }
+        if let Some(key) = &self.tls_key {
+            config.tls.key = key.clone();
         }
         if let Some(n) = self.threads {
             config.threads = n;
@@ -157,8 +187,14 @@ fn main() -> ExitCode {
         }
     };
     if args.test {
-        return match check_bind(&config).and_then(|()| check_log(&config)) {
-            Ok(note) => {
+        let checked = check_bind(&config)
+            .and_then(|()| server_tls::check(&config))
+            .and_then(|tls| Ok((tls, check_log(&config)?)));
+        return match checked {
+            Ok((tls, note)) => {
+                if let Some(tls) = tls {
+                    println!("chat-server: tls: {tls}");
+                }
                 println!("chat-server: room log: {note}");
                 println!("chat-server: {}: configuration ok", args.source());
                 ExitCode::SUCCESS
@@ -235,6 +271,12 @@ fn main() -> ExitCode {
     }
     for addr in server.http_addrs() {
         log::info!("chat-server {} serving HTTP on {addr}{how}", std::process::id());
+    }
+    for addr in server.chat_tls_addrs() {
+        log::info!("chat-server {} listening with TLS on {addr}{how}", std::process::id());
+    }
+    for addr in server.https_addrs() {
+        log::info!("chat-server {} serving HTTPS on {addr}{how}", std::process::id());
     }
     if !upgrading_from {
         upgrade::notify_ready(ready_fd);

@@ -44,7 +44,7 @@ fn gauge(value: usize) -> Gauge {
 /// The metrics page for a server whose services have `stats`.
 pub fn render(stats: &[reactor::ServiceStats], core: &ChatCore) -> String {
     let mut registry = Registry::default();
-    let counters: [ServiceCounter; 12] = [
+    let counters: [ServiceCounter; 13] = [
         ("connections_accepted", "Connections accepted", |s| s.accepted),
         ("connections_closed", "Connections closed, for any reason", |s| s.closed),
         ("connections_rejected", "Connections refused at max_connections", |s| s.rejected),
@@ -55,6 +55,7 @@ pub fn render(stats: &[reactor::ServiceStats], core: &ChatCore) -> String {
         ("frames_out", "Frames sent", |s| s.frames_out),
         ("slow_consumers", "Connections closed as slow consumers", |s| s.slow_consumers),
         ("idle_timeouts", "Connections closed by the reactor's idle timeout", |s| s.idle_timeouts),
+        ("handshake_timeouts", "TLS connections closed for a stalled handshake", |s| s.handshake_timeouts),
         ("protocol_errors", "Connections closed for a protocol error", |s| s.protocol_errors),
         ("handler_panics", "Handler panics", |s| s.panics),
     ];

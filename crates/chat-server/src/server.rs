@@ -7,12 +7,15 @@ use crate::http_api::ChatHttp;
 use crate::identity::SessionLimits;
 use crate::listeners::{BoundListener, ServiceKind};
 use crate::protocol::{ErrorCode, Push};
+use crate::server_tls::ServerTls;
 use crate::session::ChatService;
 use crate::store::{FsyncPolicy, MemoryLog, OpenError, RedbLog, RoomLog};
 use bytes::{BufMut, Bytes, BytesMut};
 use framing::FrameConfig;
 use http1::{HttpConfig, HttpService};
-use reactor::{FrameCodec, Reactor, ReactorHandle, Service, ServiceConfig, ServiceId, SlowConsumerPolicy};
+use reactor::{
+    FrameCodec, IntoService, Reactor, ReactorHandle, Service, ServiceConfig, ServiceId, SlowConsumerPolicy,
+};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -110,6 +113,24 @@ fn server_full_frame() -> Bytes {
     frame.freeze()
 }
 
+/// The reactor limits of a listener of `kind`, from a config: those of its
+/// door, and for TLS the handshake timeout (and no raw "server full" frame,
+/// which a TLS client could not read).
+pub fn kind_service_config(config: &Config, kind: ServiceKind, name: &str) -> ServiceConfig {
+    let plain = match kind {
+        ServiceKind::Chat | ServiceKind::ChatTls => service_config(config, name),
+        ServiceKind::Http | ServiceKind::HttpTls => http_service_config(config, name),
+    };
+    if !kind.is_tls() {
+        return plain;
+    }
+    ServiceConfig {
+        handshake_timeout: Some(Duration::from_millis(config.tls.handshake_timeout_ms)),
+        reject_with: None,
+        ..plain
+    }
+}
+
 /// The reactor limits of one chat listener, from a config.
 pub fn service_config(config: &Config, name: &str) -> ServiceConfig {
     let c = &config.chat;
@@ -151,9 +172,14 @@ fn service_name(listeners: &[BoundListener], i: usize) -> String {
 /// Checks that every listen address can be bound, as `nginx -t` does: an
 /// address already in use (say, by the running server) is not an error.
 pub fn check_bind(config: &Config) -> Result<(), String> {
-    let chat = config.listen_addrs().into_iter().enumerate().map(|(i, a)| (format!("chat.listen[{i}]"), a));
-    let http = config.http_addrs().into_iter().enumerate().map(|(i, a)| (format!("http.listen[{i}]"), a));
-    for (key, addr) in chat.chain(http) {
+    let keyed = |key: &'static str, addrs: Vec<SocketAddr>| {
+        addrs.into_iter().enumerate().map(move |(i, a)| (format!("{key}[{i}]"), a))
+    };
+    let all = keyed("chat.listen", config.listen_addrs())
+        .chain(keyed("chat.tls_listen", config.chat_tls_addrs()))
+        .chain(keyed("http.listen", config.http_addrs()))
+        .chain(keyed("http.tls_listen", config.http_tls_addrs()));
+    for (key, addr) in all {
         match TcpListener::bind(addr) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
@@ -163,11 +189,15 @@ pub fn check_bind(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Binds the config's listen addresses: chat, then HTTP.
+/// Binds the config's listen addresses: chat, chat over TLS, HTTP, HTTPS.
 pub fn bind(config: &Config) -> io::Result<Vec<BoundListener>> {
     let chat = config.listen_addrs().into_iter().map(|a| (ServiceKind::Chat, a));
+    let chat_tls = config.chat_tls_addrs().into_iter().map(|a| (ServiceKind::ChatTls, a));
     let http = config.http_addrs().into_iter().map(|a| (ServiceKind::Http, a));
-    chat.chain(http)
+    let http_tls = config.http_tls_addrs().into_iter().map(|a| (ServiceKind::HttpTls, a));
+    chat.chain(chat_tls)
+        .chain(http)
+        .chain(http_tls)
         .map(|(kind, addr)| {
             let listener = reactor::bind_listener(addr, LISTEN_BACKLOG)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
@@ -215,6 +245,8 @@ pub struct ChatServer {
     config: Config,
     /// The listening sockets, kept to hand them to a successor.
     listeners: Vec<BoundListener>,
+    /// The certificate and rustls setup, if a listener speaks TLS.
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl ChatServer {
@@ -256,20 +288,33 @@ impl ChatServer {
         let http = http_config(&config);
         http.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("http: {e}")))?;
         let max_wait = Duration::from_millis(config.http.max_wait_ms);
+        let tls = match listeners.iter().any(|l| l.kind.is_tls()) {
+            true => Some(Arc::new(ServerTls::load(&config).map_err(io::Error::other)?)),
+            false => None,
+        };
         for (i, bound) in listeners.iter().enumerate() {
             let name = service_name(&listeners, i);
             let listener = bound.listener.try_clone()?;
-            let (core, http) = (core.clone(), http.clone());
-            builder = match bound.kind {
-                ServiceKind::Chat => {
-                    builder.service_on(service_config(&config, &name), listener, move |_| {
-                        Service::new(FrameCodec::new(frames), ChatService::new(core.clone()))
-                    })
-                }
-                ServiceKind::Http => {
-                    builder.service_on(http_service_config(&config, &name), listener, move |_| {
-                        HttpService::new(http.clone(), ChatHttp::new(core.clone(), max_wait))
-                    })
+            let (core, http, kind) = (core.clone(), http.clone(), bound.kind);
+            let service = kind_service_config(&config, kind, &name);
+            builder = match (kind, tls.clone()) {
+                (ServiceKind::Chat, _) => builder.service_on(service, listener, move |_| {
+                    Service::new(FrameCodec::new(frames), ChatService::new(core.clone()))
+                }),
+                (ServiceKind::Http, _) => builder.service_on(service, listener, move |_| {
+                    HttpService::new(http.clone(), ChatHttp::new(core.clone(), max_wait))
+                }),
+                (ServiceKind::ChatTls, Some(tls)) => builder.service_on(service, listener, move |_| {
+                    Service::new(FrameCodec::new(frames), ChatService::new(core.clone()))
+                        .with_transport(tls.transport(kind))
+                }),
+                (ServiceKind::HttpTls, Some(tls)) => builder.service_on(service, listener, move |_| {
+                    HttpService::new(http.clone(), ChatHttp::new(core.clone(), max_wait).over_tls())
+                        .into_service()
+                        .with_transport(tls.transport(kind))
+                }),
+                (ServiceKind::ChatTls | ServiceKind::HttpTls, None) => {
+                    return Err(io::Error::other("a TLS listener without a TLS setup"))
                 }
             };
         }
@@ -278,7 +323,7 @@ impl ChatServer {
         }
         let reactor = builder.build()?;
         core.attach(reactor.handle())?;
-        Ok(ChatServer { reactor, core, config, listeners })
+        Ok(ChatServer { reactor, core, config, listeners, tls })
     }
 
     /// The listening sockets (to hand to a successor).
@@ -294,6 +339,21 @@ impl ChatServer {
     /// The addresses the HTTP services listen on.
     pub fn http_addrs(&self) -> Vec<SocketAddr> {
         self.addrs_of(ServiceKind::Http)
+    }
+
+    /// The addresses the chat-over-TLS services listen on.
+    pub fn chat_tls_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_of(ServiceKind::ChatTls)
+    }
+
+    /// The addresses the HTTPS services listen on.
+    pub fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_of(ServiceKind::HttpTls)
+    }
+
+    /// The TLS setup, if a listener speaks TLS (its counters, say).
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_deref()
     }
 
     fn addrs_of(&self, kind: ServiceKind) -> Vec<SocketAddr> {
@@ -321,7 +381,16 @@ impl ChatServer {
     pub fn reload(&mut self, new: Config) -> Result<Vec<String>, String> {
         new.validate()?;
         let mut ignored = Vec::new();
-        if new.chat.listen != self.config.chat.listen || new.http.listen != self.config.http.listen {
+        // The certificate first: if it does not load, nothing changes.
+        if let Some(tls) = &self.tls {
+            let note = tls.reload(&new)?;
+            log::info!("tls: reloaded, {note}");
+        }
+        if new.chat.listen != self.config.chat.listen
+            || new.http.listen != self.config.http.listen
+            || new.chat.tls_listen != self.config.chat.tls_listen
+            || new.http.tls_listen != self.config.http.tls_listen
+        {
             ignored.push("listen address changes need a restart (or a binary upgrade)".to_string());
         }
         // What a reload applies of [http]: max_connections and the session
@@ -349,15 +418,16 @@ impl ChatServer {
         let handle = self.handle();
         for (i, bound) in self.listeners.iter().enumerate() {
             let name = service_name(&self.listeners, i);
-            let service = match bound.kind {
-                ServiceKind::Chat => service_config(&new, &name),
-                ServiceKind::Http => http_service_config(&new, &name),
-            };
+            let service = kind_service_config(&new, bound.kind, &name);
             handle.reconfigure(ServiceId::from_index(i), service).map_err(|e| e.to_string())?;
         }
         self.core.reload(settings(&new));
-        let (listen, http, threads) =
-            (self.config.chat.listen.clone(), self.config.http.clone(), self.config.threads);
+        let (listen, tls_listen, http, threads) = (
+            self.config.chat.listen.clone(),
+            self.config.chat.tls_listen.clone(),
+            self.config.http.clone(),
+            self.config.threads,
+        );
         let applied = HttpApiConfig {
             max_connections: new.http.max_connections,
             max_sessions: new.http.max_sessions,
@@ -368,6 +438,7 @@ impl ChatServer {
         };
         self.config = new;
         self.config.chat.listen = listen;
+        self.config.chat.tls_listen = tls_listen;
         self.config.http = applied;
         self.config.threads = threads;
         Ok(ignored)

@@ -33,6 +33,7 @@ pub enum SlowConsumerPolicy {
 /// | --- | --- | --- |
 /// | `max_connections` | 10,000 | sockets at once, closing ones included; one more is closed at accept (after `reject_with`) |
 /// | `idle_timeout` | none | silence before the reactor closes a connection ([`CloseReason::IdleTimeout`]) |
+/// | `handshake_timeout` | none | time a transport may take to finish its handshake (TLS) before the connection is closed ([`CloseReason::HandshakeTimeout`]) |
 /// | `write_high_watermark` | 1 MiB | queued output past which `slow_consumer` applies |
 /// | `write_low_watermark` | 256 KiB | queued output below which a paused connection reads again (and `on_drained` runs) |
 /// | `max_write_queue` | 16 MiB | queued output past which the connection is closed as a slow consumer, whatever the policy |
@@ -47,6 +48,7 @@ pub enum SlowConsumerPolicy {
 ///
 /// [`ReactorHandle::reconfigure`]: crate::ReactorHandle::reconfigure
 /// [`CloseReason::IdleTimeout`]: crate::CloseReason::IdleTimeout
+/// [`CloseReason::HandshakeTimeout`]: crate::CloseReason::HandshakeTimeout
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceConfig {
     /// Name used in logs and counters.
@@ -57,6 +59,12 @@ pub struct ServiceConfig {
     pub max_connections: usize,
     /// Close a connection that has sent nothing for this long.
     pub idle_timeout: Option<Duration>,
+    /// Close a connection whose transport has not finished its handshake
+    /// this long after the accept (see
+    /// [`Transport::is_handshaking`](crate::Transport::is_handshaking)): a
+    /// peer that stalls a TLS handshake, or trickles it, is gone by then
+    /// whatever bytes it sends. Plain TCP has no handshake.
+    pub handshake_timeout: Option<Duration>,
     /// Queued output above which the slow-consumer policy applies.
     pub write_high_watermark: usize,
     /// Queued output below which a paused connection is read again.
@@ -123,6 +131,9 @@ impl ServiceConfig {
         if self.idle_timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroIdleTimeout);
         }
+        if self.handshake_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::ZeroHandshakeTimeout);
+        }
         if self.backlog <= 0 {
             return Err(ConfigError::Backlog(self.backlog));
         }
@@ -155,6 +166,8 @@ pub enum ConfigError {
     ZeroMaxReadBuffer,
     /// `idle_timeout` is `Some(0)` (use `None` to disable it).
     ZeroIdleTimeout,
+    /// `handshake_timeout` is `Some(0)` (use `None` to disable it).
+    ZeroHandshakeTimeout,
     /// `backlog` is not positive.
     Backlog(i32),
 }
@@ -172,6 +185,9 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroReadBudget => f.write_str("read_budget must be at least 1"),
             ConfigError::ZeroMaxReadBuffer => f.write_str("max_read_buffer must be at least 1"),
             ConfigError::ZeroIdleTimeout => f.write_str("idle_timeout must be positive (omit it to disable)"),
+            ConfigError::ZeroHandshakeTimeout => {
+                f.write_str("handshake_timeout must be positive (omit it to disable)")
+            }
             ConfigError::Backlog(n) => write!(f, "backlog must be positive, not {n}"),
         }
     }
@@ -185,6 +201,7 @@ impl Default for ServiceConfig {
             name: "service".into(),
             max_connections: 10_000,
             idle_timeout: None,
+            handshake_timeout: None,
             write_high_watermark: 1 << 20,
             write_low_watermark: 256 << 10,
             max_write_queue: 16 << 20,

@@ -168,7 +168,13 @@ pub struct FrameDecodeError {
 
 impl fmt::Display for FrameDecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.error.fmt(f)
+        self.error.fmt(f)?;
+        // A TLS record header (handshake, TLS 1.x) read as a length: the
+        // likeliest cause is a TLS client on a plain port; say so in the log.
+        if self.header.starts_with(&[0x16, 0x03]) {
+            f.write_str(" (the bytes begin like a TLS handshake: a TLS client on a plain port?)")?;
+        }
+        Ok(())
     }
 }
 
@@ -387,6 +393,19 @@ mod tests {
         let cut = &wire[..wire.len() - 1];
         assert!(matches!(decode_all(&mut fast, cut, 9), Err(FrameError::Incomplete { .. })));
         assert_eq!(decode_all(&mut fast, cut, 9), decode_all(&mut general, cut, 9));
+    }
+
+    #[test]
+    fn a_tls_client_hello_on_a_plain_port_is_named_in_the_error() {
+        let mut codec = FrameCodec::new(FrameConfig::default());
+        let mut state = codec.open();
+        let mut input = BytesMut::from(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc][..]);
+        let e = codec.decode(&mut state, &mut input).unwrap_err();
+        assert!(e.to_string().contains("TLS client on a plain port"), "{e}");
+        let mut input = BytesMut::from(&[0x7f, 0xff, 0xff, 0xff][..]);
+        let mut state = codec.open();
+        let e = codec.decode(&mut state, &mut input).unwrap_err();
+        assert!(!e.to_string().contains("TLS"), "{e}");
     }
 
     #[test]

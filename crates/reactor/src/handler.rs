@@ -148,6 +148,9 @@ pub enum CloseReason {
     Local,
     /// Nothing was received for the service's idle timeout.
     IdleTimeout,
+    /// The transport's handshake (TLS) did not finish within the service's
+    /// handshake timeout.
+    HandshakeTimeout,
     /// Queued output passed the service's limit (or its high watermark under
     /// [`SlowConsumerPolicy::Disconnect`]).
     ///
@@ -166,7 +169,13 @@ impl CloseReason {
     /// True for closes that point at a misbehaving peer or a bug, worth a
     /// warning in the logs rather than a debug line.
     pub fn is_abnormal(&self) -> bool {
-        matches!(self, CloseReason::Protocol(_) | CloseReason::SlowConsumer { .. } | CloseReason::Panic(_))
+        matches!(
+            self,
+            CloseReason::Protocol(_)
+                | CloseReason::HandshakeTimeout
+                | CloseReason::SlowConsumer { .. }
+                | CloseReason::Panic(_)
+        )
     }
 }
 
@@ -178,6 +187,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Protocol(why) => write!(f, "protocol error: {why}"),
             CloseReason::Local => f.write_str("closed by server"),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::HandshakeTimeout => f.write_str("handshake timeout"),
             CloseReason::SlowConsumer { queued } => {
                 write!(f, "slow consumer: {queued} bytes of output queued")
             }

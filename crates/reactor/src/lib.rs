@@ -120,7 +120,7 @@
 //! 2. **Close decided**: by the handler ([`Context::close`],
 //!    [`Context::abort`]), by the peer's EOF (`on_eof` returns true), by
 //!    bad input ([`Handler::on_decode_error`], then
-//!    [`CloseReason::Protocol`]), by a limit (idle timeout, slow
+//!    [`CloseReason::Protocol`]), by a limit (idle timeout, handshake timeout, slow
 //!    consumer), by an I/O error, or by shutdown. **`on_close` runs now**,
 //!    once: the connection stops counting as open
 //!    ([`ServiceStats::open`]), messages to it are dropped, and the handler
@@ -196,5 +196,5 @@ pub use crate::reactor::{Reactor, ReactorBuilder, DEFAULT_MAILBOX_CAPACITY};
 pub use crate::stack::{IntoService, Service};
 pub use crate::stats::ServiceStats;
 pub use crate::timer::TimerKey;
-pub use crate::transport::{Plain, Received, Socket, Transport, Unsent};
+pub use crate::transport::{Plain, Received, Socket, Transport, Unsent, SHORT_READ_DRAINS};
 pub use framing;

@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub frames_out: AtomicU64,
     pub slow_consumers: AtomicU64,
     pub idle_timeouts: AtomicU64,
+    pub handshake_timeouts: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub panics: AtomicU64,
     /// Messages a connection's codec refused (sent to it from elsewhere).
@@ -76,7 +77,11 @@ pub struct ServiceStats {
     pub slow_consumers: u64,
     /// Connections closed for being silent past the idle timeout.
     pub idle_timeouts: u64,
-    /// Connections closed for a protocol error (bad frame, oversized input).
+    /// Connections closed because their transport's handshake (TLS) did not
+    /// finish within the handshake timeout.
+    pub handshake_timeouts: u64,
+    /// Connections closed for a protocol error (bad frame, oversized input,
+    /// bytes the transport could not take: a broken TLS record, say).
     pub protocol_errors: u64,
     /// Handler panics (each closed its connection).
     pub panics: u64,
@@ -100,6 +105,7 @@ impl ServiceStats {
             s.frames_out += c.frames_out.load(Relaxed);
             s.slow_consumers += c.slow_consumers.load(Relaxed);
             s.idle_timeouts += c.idle_timeouts.load(Relaxed);
+            s.handshake_timeouts += c.handshake_timeouts.load(Relaxed);
             s.protocol_errors += c.protocol_errors.load(Relaxed);
             s.panics += c.panics.load(Relaxed);
             s.refused += c.refused.load(Relaxed);

@@ -16,6 +16,8 @@ pub struct TimerKey(u64);
 pub(crate) enum TimerKind {
     /// The connection's idle deadline may have passed.
     Idle,
+    /// The connection's transport may not have finished its handshake.
+    Handshake,
     /// A handler's timer, with the handler's token.
     User(u64),
     /// A closing connection's linger time is over.

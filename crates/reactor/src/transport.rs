@@ -60,9 +60,24 @@ pub trait Transport: Send + 'static {
     fn close(&mut self, conn: &mut Self::Conn) {
         let _ = conn;
     }
+
+    /// True while the transport's handshake is unfinished: the loop closes
+    /// a connection still handshaking at the service's
+    /// [`handshake_timeout`](crate::ServiceConfig::handshake_timeout)
+    /// ([`CloseReason::HandshakeTimeout`](crate::CloseReason::HandshakeTimeout)).
+    fn is_handshaking(&self, conn: &Self::Conn) -> bool {
+        let _ = conn;
+        false
+    }
 }
 
 /// What one [`Transport::read`] did.
+///
+/// A transport that finds the peer's bytes invalid (a broken TLS record)
+/// returns an error of kind [`io::ErrorKind::InvalidData`] instead: the
+/// loop closes the connection as a protocol error
+/// ([`CloseReason::Protocol`](crate::CloseReason::Protocol), counted and
+/// logged with the error's text).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Received {
     /// Bytes read from the socket: what read budgets and idle timeouts count.
@@ -110,7 +125,7 @@ impl Transport for Plain {
 /// then saves the extra `read` that would only say `WouldBlock`. Elsewhere
 /// the loop reads until `WouldBlock`. (A read after the peer's FIN is never
 /// taken as drained: the loop is told by the event and reads to EOF.)
-pub(crate) const SHORT_READ_DRAINS: bool = cfg!(any(
+pub const SHORT_READ_DRAINS: bool = cfg!(any(
     target_os = "linux",
     target_os = "android",
     target_os = "macos",
@@ -215,5 +230,14 @@ impl<'q> Unsent<'q> {
     /// plain transport does). Stops at `WouldBlock`; returns bytes written.
     pub fn write_to(&mut self, socket: &mut Socket<'_>) -> io::Result<usize> {
         self.queue.write_to(socket, self.pool)
+    }
+
+    /// Writes the queue into any writer (an encrypting one, say), as
+    /// [`Unsent::write_to`] does: the queued chunks go out with one
+    /// `write_vectored` call per round, so a writer that seals records can
+    /// cut as few as the bytes need. Stops when `w` says `WouldBlock`;
+    /// `Ok(0)` from `w` is an error (`WriteZero`).
+    pub fn write_into<W: Write>(&mut self, w: &mut W) -> io::Result<usize> {
+        self.queue.write_to(w, self.pool)
     }
 }

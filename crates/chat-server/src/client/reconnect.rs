@@ -39,7 +39,7 @@ use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{ChatClient, ClientError, Joined};
+use super::{ChatClient, ClientError, Joined, TlsClient};
 use crate::protocol::{ErrorCode, Position, ServerLimits};
 
 /// Exponential back-off with "equal jitter": the n-th delay in a row is
@@ -203,6 +203,7 @@ pub struct Reconnector {
     nick: String,
     token: Option<String>,
     timeout: Duration,
+    tls: Option<TlsClient>,
 }
 
 impl Reconnector {
@@ -214,7 +215,13 @@ impl Reconnector {
         token: Option<String>,
         timeout: Duration,
     ) -> Self {
-        Reconnector { addr: addr.into(), nick: nick.into(), token, timeout }
+        Reconnector { addr: addr.into(), nick: nick.into(), token, timeout, tls: None }
+    }
+
+    /// Connects over TLS, as `tls` says.
+    pub fn with_tls(mut self, tls: TlsClient) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The server address.
@@ -232,7 +239,7 @@ impl Reconnector {
     /// during the joins; a join the server refuses is reported in
     /// [`Reconnected::rooms`] and the others go on.
     pub fn connect(&self, rooms: &[Rejoin]) -> Result<Reconnected, ClientError> {
-        let mut client = ChatClient::connect(self.addr.as_str(), self.timeout)?;
+        let mut client = ChatClient::connect_with(self.addr.as_str(), self.timeout, self.tls.as_ref())?;
         let limits = client.login(&self.nick, self.token.as_deref())?;
         let mut rejoined = Vec::with_capacity(rooms.len());
         for rejoin in rooms {

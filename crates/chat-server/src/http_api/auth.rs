@@ -89,14 +89,18 @@ struct Current<'a> {
     nick: &'a str,
 }
 
-fn cookie(value: &str, max_age_s: u64) -> String {
-    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}")
+/// The session cookie; `Secure` (sent over HTTPS only) when served over
+/// TLS, where a browser would otherwise also send it in clear to plain HTTP.
+fn cookie(value: &str, max_age_s: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}")
 }
 
-/// `POST /session {"nick", "token"}`: opens a session.
-pub fn open(core: &ChatCore, cx: &HttpContext<'_, '_>, req: &Request) -> Response {
+/// `POST /session {"nick", "token"}`: opens a session (`secure`: the
+/// request came over TLS, so the cookie says `Secure`).
+pub fn open(core: &ChatCore, cx: &HttpContext<'_, '_>, req: &Request, secure: bool) -> Response {
     match begin(core, cx, req) {
-        Ok((credential, nick)) => opened(core, &credential, &nick),
+        Ok((credential, nick)) => opened(core, &credential, &nick, secure),
         Err(resp) => resp,
     }
 }
@@ -127,12 +131,12 @@ pub fn begin(
 }
 
 /// The `201` of a session opened: its credential in the body and the cookie.
-pub fn opened(core: &ChatCore, credential: &str, nick: &str) -> Response {
+pub fn opened(core: &ChatCore, credential: &str, nick: &str, secure: bool) -> Response {
     let limits = core.settings().sessions;
     let body =
         Opened { nick, session: credential, idle_timeout_ms: limits.idle_ms, max_age_ms: limits.max_age_ms };
     json(201, &body)
-        .header("Set-Cookie", cookie(credential, limits.max_age_ms / 1000))
+        .header("Set-Cookie", cookie(credential, limits.max_age_ms / 1000, secure))
         .header("Cache-Control", "no-store")
 }
 
@@ -145,14 +149,14 @@ pub fn current(core: &ChatCore, req: &Request) -> Response {
 }
 
 /// `DELETE /session`: logs out (the session's chat connection is closed).
-pub fn end(core: &ChatCore, cx: &mut HttpContext<'_, '_>, req: &Request) -> Response {
+pub fn end(core: &ChatCore, cx: &mut HttpContext<'_, '_>, req: &Request, secure: bool) -> Response {
     if let Err(resp) = authorise(core, req) {
         return resp;
     }
     match credential(req) {
-        Some((c, _)) if core.end_session(cx, c) => {
-            Response::empty(204).header("Set-Cookie", cookie("", 0)).header("Cache-Control", "no-store")
-        }
+        Some((c, _)) if core.end_session(cx, c) => Response::empty(204)
+            .header("Set-Cookie", cookie("", 0, secure))
+            .header("Cache-Control", "no-store"),
         _ => problem(401, "no such session"),
     }
 }

@@ -58,6 +58,8 @@ pub struct ChatHttp {
     next_seq: u64,
     /// Each session's message rate bucket on this loop: tokens, refilled.
     buckets: HashMap<Arc<str>, (f64, Instant)>,
+    /// Served over TLS: the session cookie is marked `Secure`.
+    secure: bool,
 }
 
 /// A response not given yet.
@@ -193,7 +195,14 @@ fn posted(p: &crate::core::Posted) -> Response {
 impl ChatHttp {
     /// A handler sharing `core`; long polls wait at most `max_wait`.
     pub fn new(core: Arc<ChatCore>, max_wait: Duration) -> ChatHttp {
-        ChatHttp { core, max_wait, next_seq: 0, buckets: HashMap::new() }
+        ChatHttp { core, max_wait, next_seq: 0, buckets: HashMap::new(), secure: false }
+    }
+
+    /// The same handler for an HTTPS listener: session cookies are marked
+    /// `Secure`.
+    pub fn over_tls(mut self) -> ChatHttp {
+        self.secure = true;
+        self
     }
 
     /// Takes one message from the session's rate on this loop.
@@ -232,7 +241,7 @@ impl ChatHttp {
     /// its nickname is claimed across the cluster (or 409, and closed).
     fn cluster_session(&mut self, cx: &mut HttpContext<'_, '_>, req: &Request) -> Outcome<Waiting> {
         let Some(cluster) = self.core.cluster().cloned() else {
-            return auth::open(&self.core, cx, req).into();
+            return auth::open(&self.core, cx, req, self.secure).into();
         };
         match auth::begin(&self.core, cx, req) {
             Ok((credential, nick)) => {
@@ -295,7 +304,7 @@ impl ChatHttp {
                 Some(problem(503, "the message could not be stored"))
             }
             (ClusterStep::Session { credential, nick }, Completion::Login(Ok(_))) => {
-                Some(auth::opened(&self.core, &credential, &nick))
+                Some(auth::opened(&self.core, &credential, &nick, self.secure))
             }
             (ClusterStep::Session { credential, nick }, Completion::Login(Err(code))) => {
                 self.core.end_session(cx, &credential);
@@ -503,7 +512,7 @@ impl HttpHandler for ChatHttp {
             (Method::Get, ["ws"]) => self.websocket(req),
             (Method::Post, ["session"]) => self.cluster_session(cx, req),
             (Method::Get | Method::Head, ["session"]) => auth::current(&self.core, req).into(),
-            (Method::Delete, ["session"]) => auth::end(&self.core, cx, req).into(),
+            (Method::Delete, ["session"]) => auth::end(&self.core, cx, req, self.secure).into(),
             (Method::Get | Method::Head, ["rooms"]) => self.rooms(cx, req),
             (Method::Get | Method::Head, ["users"]) => self.users(req).into(),
             (Method::Post, ["rooms", room, "messages"]) => match room_name(room) {

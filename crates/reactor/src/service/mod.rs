@@ -210,6 +210,7 @@ impl<H: Handler, T: Transport> ServiceLoop<H, T> {
         match reason {
             CloseReason::SlowConsumer { .. } => Counters::add(&counters.slow_consumers, 1),
             CloseReason::IdleTimeout => Counters::add(&counters.idle_timeouts, 1),
+            CloseReason::HandshakeTimeout => Counters::add(&counters.handshake_timeouts, 1),
             CloseReason::Protocol(_) => Counters::add(&counters.protocol_errors, 1),
             CloseReason::Panic(_) => Counters::add(&counters.panics, 1),
             _ => {}
@@ -354,6 +355,9 @@ impl<H: Handler, T: Transport> Driver for ServiceLoop<H, T> {
         if let Some(idle) = self.config.idle_timeout {
             core.set_timer(core.now() + idle, id, TimerKind::Idle);
         }
+        if let Some(limit) = self.config.handshake_timeout {
+            core.set_timer(core.now() + limit, id, TimerKind::Handshake);
+        }
         if self.conns.get(slot).is_some_and(|c| self.queued(c) > 0) {
             self.mark_dirty(core, slot);
         }
@@ -442,6 +446,13 @@ impl<H: Handler, T: Transport> Driver for ServiceLoop<H, T> {
                 } else {
                     let at = core.now() + std::time::Duration::from_millis(idle_ms - silent_ms);
                     core.set_timer(at, id, TimerKind::Idle);
+                }
+            }
+            TimerKind::Handshake => {
+                let Some(c) = self.conns.get_mut(slot) else { return };
+                if c.io.life.is_open() && self.transport.is_handshaking(&c.transport) {
+                    let step = c.io.life.close(true);
+                    self.apply(core, slot, step, CloseReason::HandshakeTimeout);
                 }
             }
             TimerKind::Linger => {

@@ -63,6 +63,12 @@ impl<H: Handler, T: Transport> ServiceLoop<H, T> {
                 Ok(r) => (r.wire, (r.drained && !read_closed) || (r.wire == 0 && !r.eof), r.eof),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, false, false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, true, false),
+                // The transport found the peer's bytes invalid (a broken
+                // TLS record): a protocol error, counted and logged as one.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    c.io.request_close(CloseReason::Protocol(e.to_string()), true);
+                    (0, true, false)
+                }
                 Err(e) => {
                     c.io.request_close(CloseReason::Io(e), true);
                     (0, true, false)

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! chat-client --connect 127.0.0.1:7000 --nick alice [--token T]
+//! chat-client --connect chat.example.org:7443 --tls [--ca ca.pem] --nick alice
 //! ```
 //!
 //! - **Terminal UI** ([`tui`]) when stdin is a terminal: a pane per room
@@ -20,6 +21,7 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chat_server::client::TlsClient;
 use chat_server::protocol::validate_name;
 use clap::Parser;
 
@@ -53,6 +55,37 @@ pub struct Args {
     /// Script mode even when stdin is a terminal.
     #[arg(long)]
     pub script: bool,
+    /// Connect with TLS (to the server's chat.tls_listen port), trusting the
+    /// system's certificate authorities unless --ca is given.
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: trust the certificates in this PEM file (a private CA, or
+    /// the server's self-signed certificate) instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<std::path::PathBuf>,
+    /// With --tls: the name the server's certificate must carry (default:
+    /// the host of --connect).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub server_name: Option<String>,
+}
+
+impl Args {
+    /// How to speak TLS, if asked to: `Err` says why it cannot.
+    pub fn tls_client(&self) -> Result<Option<TlsClient>, String> {
+        if !self.tls {
+            return Ok(None);
+        }
+        let host = match self.connect.rsplit_once(':') {
+            Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+            None => self.connect.as_str(),
+        };
+        let name = self.server_name.as_deref().unwrap_or(host);
+        let client = match &self.ca {
+            Some(ca) => TlsClient::with_ca_file(ca, name)?,
+            None => TlsClient::with_system_roots(name)?,
+        };
+        Ok(Some(client))
+    }
 }
 
 fn parse_name(s: &str) -> Result<String, String> {

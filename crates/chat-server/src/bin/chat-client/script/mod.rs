@@ -293,7 +293,14 @@ fn drain(rx: &Receiver<Input>, state: &Shared, timeout: Duration, linger: Durati
 /// Runs script mode until stdin ends, `/quit`, or the connection is lost.
 pub fn run(args: &Args) -> ExitCode {
     let printer = Printer;
-    let mut client = match ChatClient::connect(&args.connect, args.timeout) {
+    let tls = match args.tls_client() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("chat-client: tls: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut client = match ChatClient::connect_with(&args.connect, args.timeout, tls.as_ref()) {
         Ok(client) => client,
         Err(e) => {
             eprintln!("chat-client: cannot connect to {}: {e}", args.connect);

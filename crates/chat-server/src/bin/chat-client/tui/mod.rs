@@ -210,8 +210,16 @@ impl Driver {
 /// connection is made before the screen is taken: if it fails, the error
 /// is printed plainly and the exit status is 1.
 pub fn run(args: &Args) -> ExitCode {
-    let reconnector =
+    let mut reconnector =
         Reconnector::new(args.connect.as_str(), args.nick.as_str(), args.token.clone(), args.timeout);
+    match args.tls_client() {
+        Ok(Some(tls)) => reconnector = reconnector.with_tls(tls),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("chat-client: tls: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let first = match reconnector.connect(&[]) {
         Ok(first) => first,
         Err(e) => {
