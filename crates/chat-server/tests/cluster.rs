@@ -839,3 +839,74 @@ fn the_websocket_door_chats_across_nodes() {
 fn login_on(node: &Node, nick: &str) -> Result<ChatClient, ClientError> {
     login(node.addr, nick, None)
 }
+
+#[test]
+#[ignore = "needs redis-server; run by .ci/run with --ignored"]
+fn a_binary_upgrade_of_a_node_hands_its_users_over_to_the_new_node() {
+    let redis = Redis::start("upgrade", Persistence::None);
+    let addr = free_addr();
+    let dir = temp_dir(&format!("node-upgrade-{}", addr.port()));
+    let (config, pid_file) = (dir.join("node.toml"), dir.join("node.pid"));
+    let text = format!(
+        "threads = 2\nshutdown_grace_ms = 2000\n[http]\nlisten = []\n[store]\ndata_dir = \"none\"\n\
+         [chat]\nlisten = [\"{addr}\"]\nrate_per_sec = 0\n\
+         [cluster]\nredis = \"{}\"\nnode = \"up\"\nheartbeat_ms = {HEARTBEAT_MS}\nnode_ttl_ms = {TTL_MS}\n",
+        redis.url()
+    );
+    std::fs::write(&config, text).unwrap();
+    let old = Server::start_with(&config, &["--pid-file", pid_file.to_str().unwrap()]);
+    // Whatever happens, the successor (started by the old process, not by
+    // this test) is ended with the test.
+    struct Successor(PathBuf, u32);
+    impl Drop for Successor {
+        fn drop(&mut self) {
+            let pid = std::fs::read_to_string(&self.0).ok().and_then(|p| p.trim().parse::<i32>().ok());
+            if let Some(pid) = pid.filter(|&p| p as u32 != self.1) {
+                // SAFETY: kill(2) of the successor this test's server started.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+    let _successor = Successor(pid_file.clone(), old.child.id());
+    let other = Node::start("n1", &redis);
+    let mut alice = login(addr, "alice", None).unwrap();
+    let joined = alice.join("up").unwrap();
+    let mut bob = other.login("bob");
+    bob.join("up").unwrap();
+    let before = bob.say("up", "before").unwrap();
+    assert_eq!(next_message(&mut alice).0, before.offset);
+    old.signal(libc::SIGUSR2);
+    old.wait_log("is ready");
+    // Alice is told to come back; messages go on meanwhile.
+    alice.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    loop {
+        match alice.next_event() {
+            Ok(ServerFrame::Push(Push::GoingAway { .. })) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    drop(alice);
+    let during: Vec<u64> = (0..10).map(|i| bob.say("up", &format!("during {i}")).unwrap().offset).collect();
+    // The new process (a new node) has her nickname free at once.
+    let end = Instant::now() + TIMEOUT;
+    let mut alice = loop {
+        match login(addr, "alice", None) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < end => {
+                let _ = e;
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("alice cannot come back: {e:?}"),
+        }
+    };
+    let back = alice.join_from("up", Some(Position { epoch: joined.epoch, offset: before.offset })).unwrap();
+    assert!(back.recovered);
+    assert_eq!(back.history.iter().map(|m| m.offset).collect::<Vec<_>>(), during, "exactly what she missed");
+    let old_pid = old.child.id() as i32;
+    let read_pid = || std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok());
+    eventually("the new pid file", TIMEOUT, || read_pid().is_some_and(|p| p != old_pid));
+    assert!(read_pid().is_some());
+}
