@@ -43,6 +43,9 @@ pub struct Config {
     /// The certificate of the TLS listeners.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// Several nodes on Redis.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 /// The `[tls]` table: the certificate and key every TLS listener
@@ -61,6 +64,66 @@ pub struct TlsConfig {
 impl Default for TlsConfig {
     fn default() -> TlsConfig {
         TlsConfig { cert: String::new(), key: String::new(), handshake_timeout_ms: 10_000 }
+    }
+}
+
+/// The `[cluster]` table: several nodes serving the same rooms on Redis.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Redis URL (`redis://host:port[/db]`); empty: a single node.
+    pub redis: String,
+    /// This node's name; empty: host name and process id.
+    pub node: String,
+    /// Prefix of every Redis key and channel.
+    pub prefix: String,
+    /// Liveness refresh period, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// A node not heard of for this long is dead, in milliseconds.
+    pub node_ttl_ms: u64,
+    /// Requests waiting for Redis at most.
+    pub max_pending: usize,
+    /// Longest Redis command, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            redis: String::new(),
+            node: String::new(),
+            prefix: "sb".into(),
+            heartbeat_ms: 1000,
+            node_ttl_ms: 5000,
+            max_pending: 65_536,
+            timeout_ms: 2000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// True if the server runs as a node of a cluster.
+    pub fn enabled(&self) -> bool {
+        !self.redis.is_empty()
+    }
+
+    /// The node's name: `node`, or the host name and process id.
+    pub fn node_name(&self) -> String {
+        if !self.node.is_empty() {
+            return self.node.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| {
+                h.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                    .take(20)
+                    .collect::<String>()
+            })
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into());
+        format!("{host}-{}", std::process::id())
     }
 }
 
@@ -429,6 +492,32 @@ impl Config {
         ] {
             if value == 0 {
                 return Err(format!("{key}: must be greater than 0"));
+            }
+        }
+        let k = &self.cluster;
+        if k.enabled() {
+            if !(k.redis.starts_with("redis://") || k.redis.starts_with("unix://")) {
+                return Err(format!("cluster.redis: {:?} is not a redis:// or unix:// URL", k.redis));
+            }
+            crate::protocol::validate_name(&k.prefix).map_err(|e| format!("cluster.prefix: {e}"))?;
+            if !k.node.is_empty() {
+                crate::protocol::validate_name(&k.node).map_err(|e| format!("cluster.node: {e}"))?;
+            }
+            if k.heartbeat_ms == 0 || k.heartbeat_ms > 60_000 {
+                return Err(format!("cluster.heartbeat_ms: {} is outside 1..=60000", k.heartbeat_ms));
+            }
+            if k.node_ttl_ms < 2 * k.heartbeat_ms {
+                return Err(format!(
+                    "cluster.node_ttl_ms: {} must be at least twice cluster.heartbeat_ms ({}), or a live node \
+                     is taken for dead between two heartbeats",
+                    k.node_ttl_ms, k.heartbeat_ms
+                ));
+            }
+            if k.max_pending == 0 {
+                return Err("cluster.max_pending: must be greater than 0".into());
+            }
+            if k.timeout_ms == 0 {
+                return Err("cluster.timeout_ms: must be greater than 0".into());
             }
         }
         if c.token.len() > crate::protocol::MAX_STR8_LEN {

@@ -4,6 +4,8 @@
 //! caller's reactor context. Room logic proper (order, membership, history,
 //! resume) is the I/O-free `room.rs`; this file is the driver around it.
 
+use crate::cluster::node::LoadWaiter;
+use crate::cluster::Cluster;
 use crate::delivery::{deliver, deliver_all_but, Delivery, Waker};
 use crate::identity::{Identity, Refusal, SecretHash, SessionLimits};
 use crate::login_limit::LoginLimit;
@@ -189,15 +191,21 @@ pub struct ChatCore {
     identity: Mutex<Identity>,
     logins: Mutex<LoginLimit>,
     sessions_file: Option<PathBuf>,
-    rooms: Mutex<HashMap<Arc<str>, RoomRef>>,
+    pub(crate) rooms: Mutex<HashMap<Arc<str>, RoomRef>>,
     next_id: Arc<AtomicU64>,
     going_away: Mutex<(String, u32)>,
     log: Arc<dyn RoomLog>,
     policy: FsyncPolicy,
     writer: OnceLock<LogWriter<AppendToken>>,
-    delivery: Delivery,
+    pub(crate) delivery: Delivery,
     /// Rooms whose member count changed, for the next count push.
     counts: Mutex<Vec<RoomRef>>,
+    /// In a cluster: the node (Redis holds the order, the log, nicknames
+    /// and presence; see `cluster/`).
+    pub(crate) cluster: OnceLock<Arc<Cluster>>,
+    /// In a cluster: joins waiting for their room to be loaded.
+    pub(crate) load_waiters: Mutex<HashMap<Arc<str>, Vec<LoadWaiter>>>,
+    me: Weak<ChatCore>,
 }
 
 /// Appends the room log's writer queue holds at most.
@@ -225,7 +233,7 @@ impl ChatCore {
                 Err(e) => log::warn!("sessions: {e}; starting with none"),
             }
         }
-        Arc::new(ChatCore {
+        Arc::new_cyclic(|me| ChatCore {
             max_payload: AtomicU32::new(settings.limits.max_payload),
             logins: Mutex::new(LoginLimit::new(settings.logins_per_minute)),
             settings: RwLock::new(Arc::new(settings)),
@@ -240,7 +248,43 @@ impl ChatCore {
             writer: OnceLock::new(),
             delivery: Delivery::new(wiring.loops, wiring.service),
             counts: Mutex::new(Vec::new()),
+            cluster: OnceLock::new(),
+            load_waiters: Mutex::new(HashMap::new()),
+            me: me.clone(),
         })
+    }
+
+    /// Makes this core a node of the cluster `config` names: Redis gives
+    /// the order and keeps the log, nicknames and presence from now on.
+    /// Call before [`ChatCore::attach`]. Fails if Redis cannot be reached.
+    pub fn join_cluster(self: &Arc<ChatCore>, config: &crate::config::ClusterConfig) -> Result<(), String> {
+        let retain = self.settings().retain_messages;
+        let cluster = Cluster::start(config, retain, Arc::downgrade(self))?;
+        log::info!("cluster: node {} on {}", cluster.node(), config.redis);
+        let _ = self.cluster.set(cluster);
+        Ok(())
+    }
+
+    /// Leaves the cluster (if this core is a node): what this node holds
+    /// in Redis is cleared now rather than when its liveness runs out.
+    pub fn leave_cluster(&self) {
+        if let Some(c) = self.cluster() {
+            c.leave(Duration::from_secs(2));
+        }
+    }
+
+    /// Lets go of what this node holds in the cluster (nicknames, members)
+    /// while it keeps serving: before a binary upgrade hands its users to
+    /// the new process, so that they can log in there at once.
+    pub fn release_cluster_holdings(&self) {
+        if let Some(c) = self.cluster() {
+            c.release_all(Duration::from_secs(2));
+        }
+    }
+
+    /// A weak reference to this core, for callbacks on other threads.
+    pub(crate) fn me(&self) -> Weak<ChatCore> {
+        self.me.clone()
     }
 
     /// Starts the log writer and the member-count ticker, reaching the
@@ -354,9 +398,39 @@ impl ChatCore {
         Ok(nick)
     }
 
-    /// Releases a nickname (only if `id` still holds it; a session stays).
+    /// Releases a nickname (only if `id` still holds it; a session stays);
+    /// in a cluster, the node's claim goes once nothing here holds it.
     pub fn logout(&self, nick: &str, id: ConnId) {
+        let held = {
+            let mut identity = lock(&self.identity);
+            identity.release(nick, id, now_ms());
+            identity.holds(nick)
+        };
+        if let (false, Some(c)) = (held, self.cluster()) {
+            c.release(nick);
+        }
+    }
+
+    /// In a cluster: gives back the node's claim on `nick` once nothing on
+    /// this node holds it.
+    fn release_if_free(&self, nick: &str) {
+        if let Some(c) = self.cluster() {
+            if !lock(&self.identity).holds(nick) {
+                c.release(nick);
+            }
+        }
+    }
+
+    /// Releases a nickname on this node only (a claim the cluster refused).
+    pub(crate) fn logout_local(&self, nick: &str, id: ConnId) {
         lock(&self.identity).release(nick, id, now_ms());
+    }
+
+    /// Every nickname held on this node (connections and sessions), with
+    /// the connection that speaks for it now, if any.
+    pub(crate) fn local_users(&self) -> Vec<(Arc<str>, Option<ConnId>)> {
+        let identity = lock(&self.identity);
+        identity.nicks().map(|(n, _)| (n.clone(), identity.conn_of(n))).collect()
     }
 
     /// The connection a user is logged in on.
@@ -441,7 +515,8 @@ impl ChatCore {
     pub fn end_session(&self, cx: &mut Context<'_>, credential: &str) -> bool {
         let ended = lock(&self.identity).end_session(&secret_hash(credential));
         match ended {
-            Some((_, conn)) => {
+            Some((nick, conn)) => {
+                self.release_if_free(&nick);
                 if let Some(conn) = conn {
                     self.kick(&mut Waker::Context(cx), conn, ErrorCode::BadToken);
                 }
@@ -459,6 +534,7 @@ impl ChatCore {
             let handle = self.delivery.handle();
             for (nick, conn) in ended {
                 log::debug!("session of {nick} expired");
+                self.release_if_free(&nick);
                 if let Some(conn) = conn {
                     self.kick(&mut Waker::Handle(handle), conn, ErrorCode::BadToken);
                 }
@@ -485,7 +561,7 @@ impl ChatCore {
     /// Tells connection `id` (on any loop) that it no longer speaks for
     /// its nickname: its session answers the notify with an error push
     /// `code` and closes (see [`KICK`]).
-    fn kick(&self, waker: &mut Waker<'_, '_>, id: ConnId, code: ErrorCode) {
+    pub(crate) fn kick(&self, waker: &mut Waker<'_, '_>, id: ConnId, code: ErrorCode) {
         self.delivery.notify(waker, id, KICK | u64::from(code.as_u16()));
     }
 
@@ -539,6 +615,9 @@ impl ChatCore {
         if st.is_idle() && !st.evicted {
             st.evicted = true;
             rooms.remove(&room.name);
+            drop(st);
+            drop(rooms);
+            self.cluster_evicted(room);
         }
     }
 
@@ -643,7 +722,7 @@ impl ChatCore {
     }
 
     /// Marks a room's member count for the next count push.
-    fn count_changed(&self, room: &RoomRef, st: &mut RoomState) {
+    pub(crate) fn count_changed(&self, room: &RoomRef, st: &mut RoomState) {
         if !st.count_dirty {
             st.count_dirty = true;
             lock(&self.counts).push(room.clone());
@@ -661,7 +740,8 @@ impl ChatCore {
                 continue;
             }
             st.count_dirty = false;
-            let push = PushRef::MemberCount { room: &room.name, members: st.member_count() as u32 };
+            let members = u32::try_from(st.total_members()).unwrap_or(u32::MAX);
+            let push = PushRef::MemberCount { room: &room.name, members };
             if let Some(frame) = self.payload(push) {
                 st.push(Event { payload: frame, skip: None });
                 self.delivery.schedule(&room, &mut st, &mut Waker::Handle(handle));
@@ -709,13 +789,13 @@ impl ChatCore {
             st.hold(entry, sender);
             return Ok(Posted { id, ts_us, offset, stored: false });
         }
-        self.publish(room, &mut st, entry, sender, &settings, &mut Waker::Context(cx));
+        self.publish_entry(room, &mut st, entry, sender, &settings, &mut Waker::Context(cx));
         deliver(cx, &mut st, cx.loop_index());
         Ok(Posted { id, ts_us, offset, stored: true })
     }
 
     /// Publishes a stored message: the room's tail, stream and long polls.
-    fn publish(
+    pub(crate) fn publish_entry(
         &self,
         room: &RoomRef,
         st: &mut RoomState,
@@ -764,7 +844,7 @@ impl ChatCore {
                     if let Some((entry, sender)) = st.release(append.entry.offset) {
                         if ok {
                             let waker = &mut Waker::Handle(handle);
-                            self.publish(&room, &mut st, entry, sender, &settings, waker);
+                            self.publish_entry(&room, &mut st, entry, sender, &settings, waker);
                         }
                     }
                 }
@@ -809,6 +889,19 @@ impl ChatCore {
     /// room's position; `None` if there is no such room.
     pub fn messages_after(&self, room: &str, after: u64, limit: usize) -> Result<Option<Page>, ErrorCode> {
         let resident = lock(&self.rooms).get(room).cloned();
+        if self.cluster().is_some() {
+            // In a cluster only the tail is at hand; the log is read off
+            // the loop ([`ChatCore::cluster_read`]).
+            let st = resident.as_ref().map(|r| lock(&r.state));
+            return match st
+                .as_ref()
+                .filter(|st| !st.is_loading())
+                .and_then(|st| st.tail_after(after, limit).map(|m| (st.epoch(), st.last_offset(), m)))
+            {
+                Some((epoch, last_offset, messages)) => Ok(Some(Page { epoch, last_offset, messages })),
+                None => Err(ErrorCode::StoreFailed),
+            };
+        }
         if let Some(r) = resident {
             let st = lock(&r.state);
             if let Some(messages) = st.tail_after(after, limit) {
@@ -837,6 +930,18 @@ impl ChatCore {
     /// Registers `id` to be notified (with the offset) at the room's next
     /// message. False if there is no such room.
     pub fn wait_for_message(&self, room: &str, id: ConnId) -> Result<bool, ErrorCode> {
+        if self.cluster().is_some() {
+            // A room this node holds (loading one is the cluster's
+            // `cluster_watch`).
+            let resident = lock(&self.rooms).get(room).cloned();
+            let Some(r) = resident else { return Ok(false) };
+            let mut st = lock(&r.state);
+            if st.evicted || st.is_loading() {
+                return Ok(false);
+            }
+            st.wait(id);
+            return Ok(true);
+        }
         let (room, _) = match self.room_for(room, false) {
             Ok(r) => r,
             Err(ErrorCode::UnknownRoom) => return Ok(false),

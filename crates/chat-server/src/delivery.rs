@@ -13,6 +13,7 @@
 
 use crate::core::{lock, RoomRef};
 use crate::room::RoomState;
+use bytes::Bytes;
 use reactor::{ConnId, Context, ReactorHandle, ServiceId};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -26,6 +27,9 @@ use std::sync::{Mutex, OnceLock};
 struct Inbox {
     rooms: Mutex<Vec<RoomRef>>,
     notifies: Mutex<Vec<(ConnId, u64)>>,
+    /// Frames for connections from other threads (a cluster's direct
+    /// messages, going-away pushes), and whether to close them after.
+    frames: Mutex<Vec<(ConnId, Bytes, bool)>>,
     /// A `notify_loop` is on its way (or the loop is delivering).
     scheduled: AtomicBool,
 }
@@ -131,11 +135,25 @@ impl Delivery {
         }
     }
 
+    /// Sends `frame` to connection `id` from a thread other than the loops
+    /// (through the loop's inbox), closing it after if `close`.
+    pub fn send_from_thread(&self, id: ConnId, frame: Bytes, close: bool) {
+        let l = id.loop_index();
+        let Some(inbox) = self.inboxes.get(l) else { return };
+        lock(&inbox.frames).push((id, frame, close));
+        let handle = self.handle();
+        if !inbox.scheduled.swap(true, Ordering::AcqRel) && handle.notify_loop(l, self.service, 0).is_err() {
+            inbox.scheduled.store(false, Ordering::Release);
+        }
+    }
+
     /// Wakes the loops whose inbox holds rooms but whose wake was refused
     /// (from a thread other than the loops; called periodically).
     pub fn wake_stalled(&self, handle: &ReactorHandle) {
         for (l, inbox) in self.inboxes.iter().enumerate() {
-            let waiting = !lock(&inbox.rooms).is_empty() || !lock(&inbox.notifies).is_empty();
+            let waiting = !lock(&inbox.rooms).is_empty()
+                || !lock(&inbox.notifies).is_empty()
+                || !lock(&inbox.frames).is_empty();
             if waiting
                 && !inbox.scheduled.swap(true, Ordering::AcqRel)
                 && handle.notify_loop(l, self.service, 0).is_err()
@@ -155,6 +173,13 @@ impl Delivery {
         let notifies = std::mem::take(&mut *lock(&inbox.notifies));
         for (id, token) in notifies {
             cx.notify(id, token);
+        }
+        let frames = std::mem::take(&mut *lock(&inbox.frames));
+        for (id, frame, close) in frames {
+            cx.send_to(id, frame);
+            if close {
+                cx.close_conn(id);
+            }
         }
         for room in rooms {
             let mut st = lock(&room.state);

@@ -239,6 +239,11 @@ impl Identity {
         expired.iter().filter_map(|n| self.end(n)).collect()
     }
 
+    /// True if a connection or a session holds `nick`.
+    pub fn holds(&self, nick: &str) -> bool {
+        self.holders.contains_key(nick)
+    }
+
     /// The chat connection speaking as `nick`, if any.
     pub fn conn_of(&self, nick: &str) -> Option<ConnId> {
         match self.holders.get(nick)? {

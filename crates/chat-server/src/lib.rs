@@ -7,6 +7,9 @@
 //! - [`core`]: users, rooms and history shared by every event loop;
 //! - [`identity`]: who holds which nickname on every door, and HTTP
 //!   sessions (I/O-free), with [`login_limit`] per client address;
+//! - [`cluster`]: several nodes serving the same rooms on Redis (offsets,
+//!   room logs, nicknames and presence there), with [`completion`] for
+//!   answers that come back from it;
 //! - [`session`]: one connection's protocol state machine, a
 //!   [`reactor::Handler`] over the [`reactor::FrameCodec`], shared with the
 //!   WebSocket door ([`ws_session`]);
@@ -30,6 +33,8 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod cluster;
+pub mod completion;
 pub mod config;
 pub mod core;
 pub mod delivery;
@@ -37,6 +42,7 @@ pub mod http_api;
 pub mod identity;
 pub mod listeners;
 pub mod login_limit;
+pub mod metrics;
 pub mod protocol;
 pub mod room;
 pub mod sd_notify;

@@ -76,6 +76,14 @@ struct Args {
     /// everything in memory (nothing survives a restart).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
+    /// Run as a node of the cluster on this Redis (redis://HOST:PORT);
+    /// overrides cluster.redis. Rooms, nicknames and presence are shared
+    /// with every node on the same Redis.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// This node's name; overrides cluster.node.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
     /// Check the configuration (values, and that listen addresses can be
     /// bound) and exit: status 0 and "configuration ok", or 1 and the reason.
     #[arg(short = 't', long = "test")]
@@ -125,6 +133,12 @@ impl Args {
         }
         if let Some(dir) = &self.data_dir {
             config.store.data_dir = dir.clone();
+        }
+        if let Some(url) = &self.redis {
+            config.cluster.redis = url.clone();
+        }
+        if let Some(node) = &self.node {
+            config.cluster.node = node.clone();
         }
         config.validate().map_err(|message| ConfigError { source, message })?;
         Ok(config)
@@ -239,7 +253,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    log::info!("room log: {} (fsync {:?})", log.describe(), server::fsync_policy(&config));
+    if config.cluster.enabled() {
+        log::info!("room log: in Redis at {} (cluster)", config.cluster.redis);
+    } else {
+        log::info!("room log: {} (fsync {:?})", log.describe(), server::fsync_policy(&config));
+    }
     let mut server = match ChatServer::start_with_log(config, listeners, log) {
         Ok(s) => s,
         Err(e) => {

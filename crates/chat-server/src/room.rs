@@ -20,11 +20,21 @@
 //!
 //! The driver (`core.rs`) encodes frames, calls the reactor and the log;
 //! everything here is plain data, unit-tested below.
+//!
+//! # In a cluster
+//!
+//! Redis gives the offsets and every node, the posting one included,
+//! publishes a message into its own room state when it arrives on the
+//! room's channel; [`relay`] puts arrivals back in offset order (loading,
+//! repeats, gaps). The stream and the per-loop delivery are the same.
+
+pub mod relay;
 
 use crate::protocol::Position;
 use crate::store::{Entry, RoomMeta};
 use bytes::Bytes;
 use reactor::ConnId;
+use relay::Relay;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -55,6 +65,11 @@ impl LoopMembers {
     /// Member connection ids on this loop.
     pub fn ids(&self) -> &[ConnId] {
         &self.ids
+    }
+
+    /// Their nicknames, in the order of [`LoopMembers::ids`].
+    pub fn nicks(&self) -> &[Arc<str>] {
+        &self.nicks
     }
 }
 
@@ -122,6 +137,15 @@ pub struct RoomState {
     pub evicted: bool,
     /// The log has this room (it had a message once).
     pub stored: bool,
+    /// In a cluster: the order of arrivals from Redis.
+    pub relay: Option<Relay>,
+    /// In a cluster: posts of this node in flight (their token and
+    /// sender), so that a sender gets no echo of its own message.
+    senders: Vec<(u64, ConnId)>,
+    /// In a cluster: members on every node, as Redis last said.
+    cluster_members: Option<u32>,
+    /// Joins waiting for the room to be loaded (they keep it in memory).
+    pub joins_waiting: usize,
 }
 
 impl RoomState {
@@ -155,7 +179,68 @@ impl RoomState {
             count_dirty: false,
             evicted: false,
             stored: false,
+            relay: None,
+            senders: Vec::new(),
+            cluster_members: None,
+            joins_waiting: 0,
         }
+    }
+
+    /// A room of a cluster, before its state is read from Redis: arrivals
+    /// are held until [`RoomState::load`].
+    pub fn loading(name: Arc<str>, loops: usize) -> RoomState {
+        let mut st = RoomState::new(name, None, 0, Vec::new(), loops);
+        st.relay = Some(Relay::loading());
+        st
+    }
+
+    /// The room's state as read from the log (in a cluster, once loaded):
+    /// its position, what retention dropped, its latest messages (oldest
+    /// first) and its members on every node.
+    pub fn load(&mut self, meta: RoomMeta, tail: Vec<Entry>, members: u32) {
+        self.epoch = meta.epoch;
+        self.next_offset = meta.last_offset + 1;
+        self.last_published = meta.last_offset;
+        self.trimmed = meta.trimmed;
+        self.tail = tail.into_iter().map(Arc::new).collect();
+        self.tail_bytes = self.tail.iter().map(|e| e.heap_size()).sum();
+        self.cluster_members = Some(members);
+        self.stored = meta.last_offset > 0;
+        if let Some(relay) = &mut self.relay {
+            relay.loaded();
+        }
+    }
+
+    /// True while a cluster room waits for its state from Redis.
+    pub fn is_loading(&self) -> bool {
+        self.relay.as_ref().is_some_and(|r| r.phase() == relay::Phase::Loading)
+    }
+
+    /// Remembers the sender of a post in flight (cluster).
+    pub fn expect(&mut self, token: u64, sender: ConnId) {
+        self.senders.push((token, sender));
+    }
+
+    /// The sender of the post with `token`, once (cluster).
+    pub fn take_sender(&mut self, token: u64) -> Option<ConnId> {
+        let i = self.senders.iter().position(|(t, _)| *t == token)?;
+        Some(self.senders.swap_remove(i).1)
+    }
+
+    /// Forgets a post that will not arrive (it was refused).
+    pub fn forget_sender(&mut self, token: u64) {
+        self.senders.retain(|(t, _)| *t != token);
+    }
+
+    /// Members on every node as Redis last said (cluster).
+    pub fn set_cluster_members(&mut self, members: u32) {
+        self.cluster_members = Some(members);
+    }
+
+    /// Members of the room: on every node in a cluster (as last known, and
+    /// at least those here), else here.
+    pub fn total_members(&self) -> usize {
+        self.cluster_members.map_or(self.members, |n| (n as usize).max(self.members))
     }
 
     /// The room's name.
@@ -220,7 +305,11 @@ impl RoomState {
     /// Nothing keeps the room in memory: no member, no waiter, nothing
     /// on its way to the log.
     pub fn is_idle(&self) -> bool {
-        self.members == 0 && self.waiters.is_empty() && self.unwritten == 0 && self.pending.is_empty()
+        self.members == 0
+            && self.waiters.is_empty()
+            && self.unwritten == 0
+            && self.pending.is_empty()
+            && self.joins_waiting == 0
     }
 
     /// Hands out the next offset for a message.

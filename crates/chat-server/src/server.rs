@@ -60,6 +60,10 @@ pub fn fsync_policy(config: &Config) -> FsyncPolicy {
 /// (during an upgrade, the predecessor until it hands over).
 pub fn open_log(config: &Config) -> Result<Arc<dyn RoomLog>, OpenError> {
     let st = &config.store;
+    if config.cluster.enabled() {
+        // Redis keeps the room logs; nothing is stored here.
+        return Ok(Arc::new(MemoryLog::with_max_rooms(1, 1)));
+    }
     match st.data_dir() {
         DataDir::Memory => Ok(Arc::new(MemoryLog::with_max_rooms(st.retain_messages as usize, 1_000_000))),
         DataDir::Path(dir) => {
@@ -79,6 +83,11 @@ pub fn open_log(config: &Config) -> Result<Arc<dyn RoomLog>, OpenError> {
 /// the directory can be created or written, an existing log file opens and
 /// reads (one in use by a running server is fine). Returns a note.
 pub fn check_log(config: &Config) -> Result<String, String> {
+    let k = &config.cluster;
+    if k.enabled() {
+        let version = crate::cluster::check(&k.redis, Duration::from_millis(k.timeout_ms))?;
+        return Ok(format!("in Redis {version} at {} (cluster node {})", k.redis, k.node_name()));
+    }
     match config.store.data_dir() {
         DataDir::Memory => Ok("room log in memory".into()),
         DataDir::Path(dir) => RedbLog::check(&dir).map_err(|e| format!("store.data_dir: {e}")),
@@ -309,6 +318,9 @@ impl ChatServer {
                 }
             };
         }
+        if config.cluster.enabled() {
+            core.join_cluster(&config.cluster).map_err(io::Error::other)?;
+        }
         let reactor = builder.build()?;
         core.attach(reactor.handle())?;
         Ok(ChatServer { reactor, core, config, listeners, tls })
@@ -397,6 +409,9 @@ impl ChatServer {
                     .to_string(),
             );
         }
+        if new.cluster != self.config.cluster {
+            ignored.push("[cluster] changes need a restart".to_string());
+        }
         if new.threads != self.config.threads {
             ignored.push("threads changes need a restart".to_string());
         }
@@ -434,6 +449,9 @@ impl ChatServer {
     pub fn shutdown(self) {
         let grace = self.config.shutdown_grace();
         self.reactor.shutdown(grace);
+        // After the loops: every member has left, every nickname is
+        // released; the node's records go at once.
+        self.core.leave_cluster();
         // After the loops: every message they accepted is in the log.
         if let Err(e) = self.core.close_log() {
             log::error!("room log: close failed: {e}");
@@ -449,6 +467,9 @@ impl ChatServer {
         // queued and hand the file over first, then say goodbye. Messages
         // posted meanwhile get StoreFailed (never an acknowledgement).
         self.reactor.handle().stop_accepting();
+        // In a cluster: the successor is a new node; its users' nicknames
+        // must be free there when they come back.
+        self.core.release_cluster_holdings();
         if let Err(e) = self.core.close_log() {
             log::error!("room log: close for the successor failed: {e}");
         }

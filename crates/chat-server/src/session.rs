@@ -7,11 +7,14 @@
 //! than `Say` wait (so that, say, a join's history is never split by a
 //! late reply). The queue is bounded per connection.
 
-use crate::core::{AckTo, ChatCore, RoomRef, Settings, ACK, ACK_FAILED, KICK};
+use crate::cluster::node::ClusterJoin;
+use crate::completion::{Completion, Mailbox, ReplyTo, COMPLETION};
+use crate::core::{AckTo, ChatCore, Joined, RoomRef, Settings, ACK, ACK_FAILED, KICK};
 use crate::protocol::{
-    ClientFrame, ClientFrameRef, DecodeErrorKind, ErrorCode, OkBody, Push, PushRef, RequestRef, ServerFrame,
-    PROTOCOL_VERSION,
+    ClientFrame, ClientFrameRef, DecodeErrorKind, ErrorCode, OkBody, Position, Push, PushRef, Request,
+    RequestRef, ServerFrame, PROTOCOL_VERSION,
 };
+use crate::store::Entry;
 use bytes::BytesMut;
 use framing::FrameError;
 use reactor::{CloseReason, Context, Frame, FrameCodec, FrameDecodeError, FramedContext, Handler};
@@ -52,6 +55,22 @@ enum Slot {
         request_id: u32,
         body: OkBody,
     },
+    /// A request waiting for the cluster (a [`Completion`] with `seq`).
+    Pending {
+        seq: u64,
+        request_id: u32,
+        /// It is a `Say` (later `Say`s may go ahead behind it).
+        say: bool,
+        /// The request, to run again on [`Completion::Retry`].
+        retry: Option<ClientFrame>,
+    },
+}
+
+impl Slot {
+    /// Later `Say`s may be handled behind this slot.
+    fn lets_say_through(&self) -> bool {
+        matches!(self, Slot::Stored { .. } | Slot::Pending { say: true, .. })
+    }
 }
 
 /// Per-connection state.
@@ -74,11 +93,23 @@ pub struct Session {
     /// The session credential a WebSocket handshake carried (cookie or
     /// `Authorization`): a `Login` with its nickname needs no token.
     preauth: Option<Box<str>>,
+    /// In a cluster: where answers from Redis land (made at first use).
+    mailbox: Option<Mailbox>,
+    /// In a cluster: the nickname being claimed, until the claim is answered.
+    claiming: Option<Arc<str>>,
 }
 
 impl Session {
     fn waiting(&self) -> usize {
         self.slots.len() + self.deferred.len()
+    }
+
+    /// Where the answer to a request waiting for the cluster goes: a new
+    /// sequence number on this connection's mailbox.
+    fn reply_to(&mut self, conn: reactor::ConnId) -> ReplyTo {
+        self.next_seq += 1;
+        let mailbox = self.mailbox.get_or_insert_with(Mailbox::default).clone();
+        ReplyTo { conn, seq: self.next_seq, mailbox }
     }
 }
 
@@ -136,7 +167,8 @@ impl ChatService {
         if matches!(frame.request, RequestRef::Pong { .. }) {
             return; // answers our ping: no reply, nothing to order
         }
-        if !s.deferred.is_empty() || (!s.slots.is_empty() && !is_say) {
+        let may_pass = is_say && s.slots.iter().all(Slot::lets_say_through);
+        if !s.deferred.is_empty() || (!s.slots.is_empty() && !may_pass) {
             if s.waiting() >= MAX_WAITING {
                 error_push(cx, ErrorCode::RateLimited, "too many requests waiting for the room log");
                 return cx.close_with(CloseReason::Protocol("too many requests in flight".into()));
@@ -160,14 +192,17 @@ impl ChatService {
         let result = match (req, &s.nick) {
             (RequestRef::Ping { nonce }, _) => Ok(OkBody::Pong { nonce }),
             (RequestRef::Pong { .. }, _) => return,
-            (RequestRef::Login { nick, token, .. }, None) => self.login(cx, s, nick, token),
+            (RequestRef::Login { nick, token, .. }, None) => match self.core.cluster().cloned() {
+                Some(c) => return self.cluster_login(cx, s, request_id, &c, nick, token),
+                None => self.login(cx, s, nick, token),
+            },
             (RequestRef::Login { .. }, Some(_)) => {
                 Err((ErrorCode::AlreadyLoggedIn, "already logged in".into()))
             }
             (_, None) => Err((ErrorCode::NotLoggedIn, "log in first".into())),
             (RequestRef::Join { room, resume }, Some(nick)) => {
                 let nick = nick.clone();
-                return self.join(cx, s, request_id, room, resume, &nick);
+                return self.join(cx, s, request_id, room, resume, &nick, None);
             }
             (RequestRef::Leave { room }, Some(_)) => self.leave(cx, s, room),
             (RequestRef::Say { room, text }, Some(nick)) => {
@@ -176,12 +211,34 @@ impl ChatService {
             }
             (RequestRef::Direct { to, text }, Some(nick)) => {
                 let nick = nick.clone();
+                if let Some(c) = self.core.cluster().cloned() {
+                    if let Err((code, message)) = self.check_message(cx, s, text) {
+                        return self.answer(cx, s, ServerFrame::error(request_id, code, &message));
+                    }
+                    let reply = s.reply_to(cx.id());
+                    self.pending(s, request_id, &reply, false, None);
+                    return self.core.cluster_direct(&c, to, &nick, text, reply);
+                }
                 self.direct(cx, s, to, text, &nick)
             }
-            (RequestRef::ListRooms, Some(_)) => Ok(self.list_rooms()),
-            (RequestRef::Who { room }, Some(_)) => match self.core.who(room) {
-                Ok(nicks) => Ok(self.members(nicks)),
-                Err(code) => Err((code, format!("no room {room}"))),
+            (RequestRef::ListRooms, Some(_)) => match self.core.cluster().cloned() {
+                Some(c) => {
+                    let reply = s.reply_to(cx.id());
+                    self.pending(s, request_id, &reply, false, None);
+                    return self.core.cluster_rooms(&c, reply);
+                }
+                None => Ok(self.list_rooms()),
+            },
+            (RequestRef::Who { room }, Some(_)) => match self.core.cluster().cloned() {
+                Some(c) => {
+                    let reply = s.reply_to(cx.id());
+                    self.pending(s, request_id, &reply, false, None);
+                    return self.core.cluster_who(&c, room, reply);
+                }
+                None => match self.core.who(room) {
+                    Ok(nicks) => Ok(self.members(nicks)),
+                    Err(code) => Err((code, format!("no room {room}"))),
+                },
             },
         };
         let frame = match result {
@@ -189,6 +246,55 @@ impl ChatService {
             Err((code, message)) => ServerFrame::error(request_id, code, &message),
         };
         self.answer(cx, s, frame);
+    }
+
+    /// Queues a slot for a request whose answer comes from the cluster.
+    fn pending(
+        &self,
+        s: &mut Session,
+        request_id: u32,
+        reply: &ReplyTo,
+        say: bool,
+        retry: Option<ClientFrame>,
+    ) {
+        s.slots.push_back(Slot::Pending { seq: reply.seq, request_id, say, retry });
+    }
+
+    /// A login on a node of a cluster: the nickname is claimed on this
+    /// node's identity table, then across the cluster (the answer comes
+    /// when Redis has said). A session credential attaches at once: its
+    /// nickname was claimed across the cluster when the session opened.
+    fn cluster_login<'a>(
+        &mut self,
+        cx: &mut impl Door<'a>,
+        s: &mut Session,
+        request_id: u32,
+        cluster: &crate::cluster::Cluster,
+        nick: &str,
+        token: Option<&str>,
+    ) {
+        let credential = token.filter(|t| crate::core::is_credential(t)).or(s.preauth.as_deref());
+        if credential.is_some() {
+            let frame = match self.login(cx, s, nick, token) {
+                Ok(body) => ServerFrame::ok(request_id, body),
+                Err((code, message)) => ServerFrame::error(request_id, code, &message),
+            };
+            return self.answer(cx, s, frame);
+        }
+        if let Some(expected) = &self.settings.token {
+            if token != Some(expected.as_str()) {
+                self.core.login_failed(cx.peer_addr().map(|a| a.ip()));
+                return reply_err(cx, request_id, ErrorCode::BadToken, "wrong or missing token");
+            }
+        }
+        let reply = s.reply_to(cx.id());
+        match self.core.cluster_login(cluster, nick, reply.clone()) {
+            Ok(()) => {
+                s.claiming = Some(Arc::from(nick));
+                self.pending(s, request_id, &reply, false, None);
+            }
+            Err(code) => reply_err(cx, request_id, code, &format!("{nick} is taken")),
+        }
     }
 
     fn login<'a>(
@@ -238,14 +344,16 @@ impl ChatService {
         Ok(OkBody::Welcome(self.settings.limits))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn join<'a>(
         &mut self,
         cx: &mut impl Door<'a>,
         s: &mut Session,
         request_id: u32,
         room: &str,
-        resume: Option<crate::protocol::Position>,
+        resume: Option<Position>,
         nick: &Arc<str>,
+        prefetched: Option<Vec<Arc<Entry>>>,
     ) {
         if s.rooms.iter().any(|m| &*m.name == room) {
             return reply_err(cx, request_id, ErrorCode::AlreadyMember, &format!("already in {room}"));
@@ -260,11 +368,66 @@ impl ChatService {
             );
         }
         let may_create = self.may_create(s, cx.now());
+        if let Some(cluster) = self.core.cluster().cloned() {
+            let reply = s.reply_to(cx.id());
+            let retry = ClientFrame { request_id, request: Request::Join { room: room.to_string(), resume } };
+            let joining = self.core.cluster_join(
+                &cluster,
+                cx,
+                room,
+                nick,
+                resume,
+                may_create,
+                prefetched,
+                reply.clone(),
+            );
+            return match joining {
+                Ok((ClusterJoin::Done(joined), created)) => {
+                    if created {
+                        s.created += 1;
+                    }
+                    self.joined(cx, s, request_id, room, joined);
+                }
+                Ok((ClusterJoin::Wait, created)) => {
+                    if created {
+                        s.created += 1;
+                    }
+                    self.pending(s, request_id, &reply, false, Some(retry));
+                }
+                Err(code) => reply_err(cx, request_id, code, &format!("cannot join {room}")),
+            };
+        }
         match self.core.join(cx, room, nick, resume, may_create) {
             Ok((joined, created)) => {
                 if created {
                     s.created += 1;
                 }
+                self.joined(cx, s, request_id, room, joined);
+            }
+            Err(ErrorCode::UnknownRoom) if !may_create => {
+                let max = self.settings.room_creations_per_minute;
+                reply_err(
+                    cx,
+                    request_id,
+                    ErrorCode::TooManyRooms,
+                    &format!("at most {max} new rooms per minute"),
+                );
+            }
+            Err(code) => reply_err(cx, request_id, code, &format!("cannot join {room}")),
+        }
+    }
+
+    /// Sends a join's reply and history, and keeps the room.
+    fn joined<'a>(
+        &self,
+        cx: &mut impl Door<'a>,
+        s: &mut Session,
+        request_id: u32,
+        room: &str,
+        joined: Joined,
+    ) {
+        {
+            {
                 let body = OkBody::Joined {
                     members: joined.members,
                     history: joined.history.len() as u32,
@@ -288,22 +451,14 @@ impl ChatService {
                 let name = joined.room.name.clone();
                 s.rooms.push(Membership { name, room: joined.room });
             }
-            Err(ErrorCode::UnknownRoom) if !may_create => {
-                let max = self.settings.room_creations_per_minute;
-                reply_err(
-                    cx,
-                    request_id,
-                    ErrorCode::TooManyRooms,
-                    &format!("at most {max} new rooms per minute"),
-                );
-            }
-            Err(code) => reply_err(cx, request_id, code, &format!("cannot join {room}")),
         }
     }
 
     /// The error for a room the session is not in: it may not exist.
     fn not_in(&self, room: &str) -> (ErrorCode, String) {
-        if self.core.room_exists(room) {
+        // In a cluster, whether the room exists is Redis' to say: not
+        // worth a round trip for an error.
+        if self.core.cluster().is_some() || self.core.room_exists(room) {
             (ErrorCode::NotMember, format!("not in {room}"))
         } else {
             (ErrorCode::UnknownRoom, format!("no room {room}"))
@@ -319,7 +474,11 @@ impl ChatService {
         let Some(i) = s.rooms.iter().position(|m| &*m.name == room) else { return Err(self.not_in(room)) };
         let m = s.rooms.swap_remove(i);
         // The room's events the leaver has yet to get go before the reply.
-        let missed = self.core.leave(cx, &m.room).map_err(|c| (c, format!("cannot leave {room}")))?;
+        let missed = match self.core.cluster().cloned() {
+            Some(c) => self.core.cluster_leave(&c, cx, &m.room),
+            None => self.core.leave(cx, &m.room),
+        }
+        .map_err(|c| (c, format!("cannot leave {room}")))?;
         for payload in missed {
             cx.send_payload(|buf| buf.extend_from_slice(&payload));
         }
@@ -355,6 +514,23 @@ impl ChatService {
         text: &str,
         nick: &Arc<str>,
     ) {
+        if let Some(cluster) = self.core.cluster().cloned() {
+            let room_ref = s.rooms.iter().find(|m| &*m.name == room).map(|m| m.room.clone());
+            let result = match room_ref {
+                None => Err((ErrorCode::NotMember, format!("not in {room}"))),
+                Some(r) => self.check_message(cx, s, text).and_then(|()| {
+                    let reply = s.reply_to(cx.id());
+                    self.core
+                        .cluster_post(&cluster, Some(&r), room, nick, text, Some(cx.id()), reply.clone())
+                        .map(|()| reply)
+                        .map_err(|c| (c, format!("cannot post to {room}")))
+                }),
+            };
+            return match result {
+                Ok(reply) => self.pending(s, request_id, &reply, true, None),
+                Err((code, message)) => self.answer(cx, s, ServerFrame::error(request_id, code, &message)),
+            };
+        }
         let result = match s.rooms.iter().find(|m| &*m.name == room).map(|m| m.room.clone()) {
             None => Err(self.not_in(room)),
             Some(room_ref) => self.check_message(cx, s, text).and_then(|()| {
@@ -413,16 +589,89 @@ impl ChatService {
                 }
             }
         }
-        while let Some(Slot::Ready(_)) = s.slots.front() {
-            if let Some(Slot::Ready(frame)) = s.slots.pop_front() {
-                reply(cx, frame);
+        self.flush(cx, s);
+    }
+
+    /// Sends the replies ready at the front, then runs the requests that
+    /// waited for them.
+    fn flush<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session) {
+        loop {
+            while let Some(Slot::Ready(_)) = s.slots.front() {
+                if let Some(Slot::Ready(frame)) = s.slots.pop_front() {
+                    reply(cx, frame);
+                }
             }
-        }
-        while s.slots.is_empty() && cx.is_open() {
+            let Some(next) = s.deferred.front() else { break };
+            let is_say = matches!(next.request, Request::Say { .. });
+            let may_run = s.slots.is_empty() || (is_say && s.slots.iter().all(Slot::lets_say_through));
+            if !may_run || !cx.is_open() {
+                break;
+            }
             let Some(frame) = s.deferred.pop_front() else { break };
             let request = frame.request.as_borrowed();
             self.request(cx, s, frame.request_id, request);
         }
+        // An idle connection keeps no queue memory: a burst (a login and a
+        // join waiting for Redis) leaves none behind.
+        if s.slots.is_empty() && s.slots.capacity() > 0 {
+            s.slots = VecDeque::new();
+        }
+        if s.deferred.is_empty() && s.deferred.capacity() > 0 {
+            s.deferred = VecDeque::new();
+        }
+    }
+
+    /// Answers from the cluster arrived in the mailbox.
+    fn completed<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session) {
+        let done = match &s.mailbox {
+            Some(m) => std::mem::take(&mut *crate::core::lock(m)),
+            None => return,
+        };
+        for (seq, completion) in done {
+            let Some(i) =
+                s.slots.iter().position(|sl| matches!(sl, Slot::Pending { seq: q, .. } if *q == seq))
+            else {
+                continue;
+            };
+            let Slot::Pending { request_id, retry, .. } = &mut s.slots[i] else { continue };
+            let request_id = *request_id;
+            let frame = match completion {
+                Completion::Sent(Ok(p)) => {
+                    ServerFrame::ok(request_id, OkBody::Sent { id: p.id, ts_us: p.ts_us, offset: p.offset })
+                }
+                Completion::Sent(Err(code)) => {
+                    ServerFrame::error(request_id, code, "the message could not be stored")
+                }
+                Completion::Login(Ok(nick)) => {
+                    s.claiming = None;
+                    log::debug!("{} logged in as {nick}", cx.id());
+                    s.nick = Some(nick);
+                    ServerFrame::ok(request_id, OkBody::Welcome(self.settings.limits))
+                }
+                Completion::Login(Err(code)) => {
+                    let nick = s.claiming.take();
+                    let nick = nick.as_deref().unwrap_or("");
+                    ServerFrame::error(request_id, code, format!("{nick} is taken"))
+                }
+                Completion::Reply(Ok(body)) => ServerFrame::ok(request_id, body),
+                Completion::Reply(Err((code, message))) => ServerFrame::error(request_id, code, &message),
+                Completion::Page(_) => {
+                    ServerFrame::error(request_id, ErrorCode::Internal, "unexpected answer")
+                }
+                Completion::Retry(prefetched) => {
+                    let retry = retry.take();
+                    s.slots.remove(i);
+                    if let (Some(ClientFrame { request: Request::Join { room, resume }, .. }), Some(nick)) =
+                        (retry, s.nick.clone())
+                    {
+                        self.join(cx, s, request_id, &room, resume, &nick, prefetched);
+                    }
+                    continue;
+                }
+            };
+            s.slots[i] = Slot::Ready(frame);
+        }
+        self.flush(cx, s);
     }
 
     fn list_rooms(&self) -> OkBody {
@@ -507,6 +756,8 @@ impl ChatService {
             deferred: VecDeque::new(),
             next_seq: 0,
             preauth,
+            mailbox: None,
+            claiming: None,
         }
     }
 
@@ -581,7 +832,9 @@ impl ChatService {
     /// A notify for the connection: the log's answer about a message, or
     /// the end of its hold on its nickname ([`KICK`]).
     pub(crate) fn notified<'a>(&mut self, cx: &mut impl Door<'a>, s: &mut Session, token: u64) {
-        if token & ACK != 0 {
+        if token & (ACK | KICK) == 0 && token & COMPLETION != 0 {
+            self.completed(cx, s);
+        } else if token & ACK != 0 {
             let seq = token & !(ACK | ACK_FAILED);
             self.stored(cx, s, seq, token & ACK_FAILED == 0);
         } else if token & KICK != 0 {
@@ -604,10 +857,16 @@ impl ChatService {
 
     /// The connection closed: leave its rooms, free its nickname.
     pub(crate) fn closed(&mut self, cx: &mut Context<'_>, s: Session, reason: &CloseReason) {
+        if let Some(nick) = &s.claiming {
+            self.core.logout(nick, cx.id());
+        }
         let Some(nick) = s.nick else { return };
         for m in s.rooms {
             // NotMember can only mean the room was already left.
-            let _ = self.core.leave(cx, &m.room);
+            let _ = match self.core.cluster().cloned() {
+                Some(c) => self.core.cluster_leave(&c, cx, &m.room),
+                None => self.core.leave(cx, &m.room),
+            };
         }
         self.core.logout(&nick, cx.id());
         log::debug!("{nick} ({}) left: {reason}", cx.id());

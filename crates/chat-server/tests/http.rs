@@ -216,11 +216,12 @@ fn rooms_health_and_metrics() {
     assert_eq!(s.get("/healthz"), (200, "ok\n".to_string()));
     let (status, text) = s.get("/metrics");
     assert_eq!(status, 200);
-    assert!(text.contains("# TYPE switchboard_connections_accepted_total counter"), "{text}");
+    assert!(text.contains("# TYPE switchboard_connections_accepted counter"), "{text}");
     assert!(text.contains("switchboard_connections_accepted_total{service=\"chat\"} 1"), "{text}");
     assert!(text.contains("switchboard_connections_open{service=\"http\"} 1"), "{text}");
     assert!(text.contains("chat_users 2"), "alice on TCP, webby's session: {text}");
-    assert!(text.contains("# TYPE chat_log_appends_total counter"), "{text}");
+    assert!(text.contains("# TYPE chat_log_appends counter"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics: {text}");
     assert!(text.contains("chat_rooms 1"), "rooms in memory: \"two\" has no members: {text}");
     s.server.shutdown();
 }

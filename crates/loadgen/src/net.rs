@@ -15,6 +15,9 @@ const FIRST_SOURCE: usize = 2;
 pub struct Target {
     /// Server address.
     pub addr: SocketAddr,
+    /// More addresses of the same service (the nodes of a cluster):
+    /// connection i goes to the (i mod n)-th of `addr` and these.
+    pub also: Vec<SocketAddr>,
     /// Source addresses to cycle over (127.0.0.2 upwards); 0 lets the
     /// kernel choose.
     pub sources: usize,
@@ -26,11 +29,12 @@ impl Target {
         if self.sources > MAX_SOURCES {
             return Err(format!("--sources is at most {MAX_SOURCES} (127.0.0.2 to 127.0.0.250)"));
         }
-        if self.sources > 0 && !matches!(self.addr.ip(), IpAddr::V4(ip) if ip.is_loopback()) {
-            return Err(format!(
-                "source addresses are spread over 127.0.0.0/8, which cannot reach {}; pass --sources 0",
-                self.addr
-            ));
+        for addr in std::iter::once(&self.addr).chain(&self.also) {
+            if self.sources > 0 && !matches!(addr.ip(), IpAddr::V4(ip) if ip.is_loopback()) {
+                return Err(format!(
+                    "source addresses are spread over 127.0.0.0/8, which cannot reach {addr}; pass --sources 0"
+                ));
+            }
         }
         Ok(())
     }
@@ -44,16 +48,26 @@ impl Target {
         Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), 0))
     }
 
+    /// The server address of connection `i`: round robin over `addr` and
+    /// `also`.
+    pub fn addr_for(&self, i: usize) -> SocketAddr {
+        match i % (self.also.len() + 1) {
+            0 => self.addr,
+            n => self.also[n - 1],
+        }
+    }
+
     /// Starts a non-blocking connect for connection `i`. It completes when
     /// the stream polls writable; then [`connect_result`] tells how.
     pub fn start_connect(&self, i: usize) -> io::Result<mio::net::TcpStream> {
-        let socket = Socket::new(Domain::for_address(self.addr), Type::STREAM, Some(Protocol::TCP))?;
+        let addr = self.addr_for(i);
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
         if let Some(source) = self.source_for(i) {
             socket.bind(&source.into())?;
         }
-        match socket.connect(&self.addr.into()) {
+        match socket.connect(&addr.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
@@ -81,7 +95,7 @@ mod tests {
 
     #[test]
     fn sources_cycle_over_loopback() {
-        let t = Target { addr: "127.0.0.1:9000".parse().unwrap(), sources: 3 };
+        let t = Target { addr: "127.0.0.1:9000".parse().unwrap(), also: vec![], sources: 3 };
         let ips: Vec<String> = (0..4).map(|i| t.source_for(i).unwrap().ip().to_string()).collect();
         assert_eq!(ips, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.2"]);
         let full = Target { sources: MAX_SOURCES, ..t.clone() };
@@ -91,10 +105,22 @@ mod tests {
 
     #[test]
     fn spreading_needs_a_loopback_server() {
-        let ok = Target { addr: "127.0.0.1:1".parse().unwrap(), sources: 10 };
+        let ok = Target { addr: "127.0.0.1:1".parse().unwrap(), also: vec![], sources: 10 };
         assert!(ok.validate().is_ok());
         assert!(Target { addr: "10.0.0.1:1".parse().unwrap(), ..ok.clone() }.validate().is_err());
-        assert!(Target { addr: "10.0.0.1:1".parse().unwrap(), sources: 0 }.validate().is_ok());
+        assert!(Target { addr: "10.0.0.1:1".parse().unwrap(), also: vec![], sources: 0 }.validate().is_ok());
         assert!(Target { sources: MAX_SOURCES + 1, ..ok }.validate().is_err());
+    }
+
+    #[test]
+    fn connections_spread_round_robin_over_the_nodes() {
+        let a: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let one = Target { addr: a, also: vec![], sources: 0 };
+        assert!((0..4).all(|i| one.addr_for(i) == a));
+        let two = Target { addr: a, also: vec![b], sources: 0 };
+        assert_eq!((0..4).map(|i| two.addr_for(i)).collect::<Vec<_>>(), [a, b, a, b]);
+        let far = Target { addr: a, also: vec!["10.0.0.1:1".parse().unwrap()], sources: 3 };
+        assert!(far.validate().is_err(), "every address is checked");
     }
 }

@@ -125,6 +125,10 @@ impl GeneratorFigures {
 pub struct ServerCpu {
     /// The server process.
     pub pid: u32,
+    /// More processes whose CPU is counted with it (a cluster's other
+    /// nodes and Redis).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<u32>,
     /// User plus system seconds over the window.
     pub cpu_s: f64,
     /// The same, in % of one core.
@@ -420,7 +424,11 @@ impl Report {
                 w,
                 "  {:<14} pid {}: {:.2} s, {:.1}% of one core; {}",
                 "server CPU",
-                c.pid,
+                std::iter::once(c.pid)
+                    .chain(c.also.iter().copied())
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("+"),
                 c.cpu_s,
                 c.cpu_percent,
                 per.join(", ")

@@ -210,11 +210,11 @@ impl Running {
 
     /// Waits through the warm-up and the measured window, measuring the
     /// CPU this process and, given its pid, the server spend in the window.
-    pub fn measure(&mut self, server_pid: Option<u32>) -> Measured {
+    pub fn measure(&mut self, server_pids: &[u32]) -> Measured {
         let plan = self.plan;
         self.wait_until(plan.at(plan.measure_start_ns), "warmup");
         let cpu = CpuMeter::start();
-        let server = server_pid.map(ServerMeter::start);
+        let server = (!server_pids.is_empty()).then(|| ServerMeter::start(server_pids));
         self.wait_until(plan.at(plan.measure_end_ns.unwrap_or(plan.measure_start_ns)), "measure");
         let cpu_percent = cpu.percent();
         let (server, server_error) = match server.map(|m| m.and_then(|m| m.finish())) {
@@ -227,8 +227,8 @@ impl Running {
 
     /// Runs the warm-up and the window ([`Running::measure`]), then waits up
     /// to `grace` for replies still owed ([`Running::finish`]).
-    pub fn complete(mut self, server_pid: Option<u32>, grace: Duration) -> Outcome {
-        let mut measured = self.measure(server_pid);
+    pub fn complete(mut self, server_pids: &[u32], grace: Duration) -> Outcome {
+        let mut measured = self.measure(server_pids);
         let (connect_s, handshake_s) = (self.connect_time.as_secs_f64(), self.handshake_time.as_secs_f64());
         let mut tally = self.finish(grace);
         if let Some(e) = measured.server_error.take() {

@@ -113,24 +113,31 @@ impl CpuMeter {
 
 /// Measures another process's (the server's) CPU time from a starting point.
 pub struct ServerMeter {
-    pid: u32,
+    pids: Vec<u32>,
     wall: Instant,
     cpu: Duration,
 }
 
+/// The CPU time of every process in `pids`, summed.
+fn cpu_of(pids: &[u32]) -> Result<Duration, String> {
+    pids.iter().map(|&pid| sys::cpu_time(pid).map_err(|e| format!("server pid {pid}: {e}"))).sum()
+}
+
 impl ServerMeter {
-    /// Starts measuring process `pid` now.
-    pub fn start(pid: u32) -> Result<ServerMeter, String> {
-        let cpu = sys::cpu_time(pid).map_err(|e| format!("server pid {pid}: {e}"))?;
-        Ok(ServerMeter { pid, wall: Instant::now(), cpu })
+    /// Starts measuring processes `pids` (a server; or the nodes of a
+    /// cluster and their Redis, summed) now.
+    pub fn start(pids: &[u32]) -> Result<ServerMeter, String> {
+        let cpu = cpu_of(pids)?;
+        Ok(ServerMeter { pids: pids.to_vec(), wall: Instant::now(), cpu })
     }
 
-    /// The server's CPU time since the start.
+    /// The servers' CPU time since the start.
     pub fn finish(&self) -> Result<ServerCpu, String> {
-        let cpu = sys::cpu_time(self.pid).map_err(|e| format!("server pid {}: {e}", self.pid))?;
+        let cpu = cpu_of(&self.pids)?;
         let spent = cpu.saturating_sub(self.cpu);
         Ok(ServerCpu {
-            pid: self.pid,
+            pid: self.pids.first().copied().unwrap_or(0),
+            also: self.pids.get(1..).unwrap_or_default().to_vec(),
             cpu_s: spent.as_secs_f64(),
             cpu_percent: cpu_percent(spent, self.wall.elapsed()),
             us_per: Default::default(),
@@ -235,10 +242,14 @@ mod tests {
 
     #[test]
     fn server_meter_reads_this_process() {
-        let m = ServerMeter::start(std::process::id()).unwrap();
+        let me = std::process::id();
+        let m = ServerMeter::start(&[me]).unwrap();
         let s = m.finish().unwrap();
-        assert!(s.cpu_s >= 0.0 && s.pid == std::process::id());
-        assert!(ServerMeter::start(u32::MAX).is_err());
+        assert!(s.cpu_s >= 0.0 && s.pid == me && s.also.is_empty());
+        assert!(ServerMeter::start(&[u32::MAX]).is_err());
+        // Several processes (a cluster's nodes and Redis): summed.
+        let two = ServerMeter::start(&[me, me]).unwrap().finish().unwrap();
+        assert_eq!(two.also, vec![me]);
     }
 
     #[test]

@@ -96,34 +96,48 @@ fn cookie(value: &str, max_age_s: u64, secure: bool) -> String {
     format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}")
 }
 
-/// `POST /session {"nick", "token"}`: opens a session.
+/// `POST /session {"nick", "token"}`: opens a session (`secure`: the
+/// request came over TLS, so the cookie says `Secure`).
 pub fn open(core: &ChatCore, cx: &HttpContext<'_, '_>, req: &Request, secure: bool) -> Response {
+    match begin(core, cx, req) {
+        Ok((credential, nick)) => opened(core, &credential, &nick, secure),
+        Err(resp) => resp,
+    }
+}
+
+/// Opens a session on this node's identity table: its credential and
+/// nickname, or the error to answer. (A node of a cluster then claims the
+/// nickname across the cluster before it answers with [`opened`].)
+pub fn begin(
+    core: &ChatCore,
+    cx: &HttpContext<'_, '_>,
+    req: &Request,
+) -> Result<(String, Arc<str>), Response> {
     let login: Login = match serde_json::from_slice(req.body()) {
         Ok(l) => l,
-        Err(e) => return invalid_json(&e),
+        Err(e) => return Err(invalid_json(&e)),
     };
     if let Err(e) = validate_name(&login.nick) {
-        return problem(400, &format!("nick: {e}"));
+        return Err(problem(400, &format!("nick: {e}")));
     }
     let ip = cx.peer_addr().map(|a| a.ip());
     match core.open_session(&login.nick, login.token.as_deref(), ip) {
-        Ok((credential, nick)) => {
-            let limits = core.settings().sessions;
-            let body = Opened {
-                nick: &nick,
-                session: &credential,
-                idle_timeout_ms: limits.idle_ms,
-                max_age_ms: limits.max_age_ms,
-            };
-            json(201, &body)
-                .header("Set-Cookie", cookie(&credential, limits.max_age_ms / 1000, secure))
-                .header("Cache-Control", "no-store")
-        }
-        Err(SessionError::Taken) => problem(409, &format!("{} is taken", login.nick)),
-        Err(SessionError::BadToken) => problem(401, "wrong or missing token"),
-        Err(SessionError::RateLimited(ms)) => retry_after(429, "too many logins from this address", ms),
-        Err(SessionError::Full) => retry_after(503, "too many sessions open; try again later", 60_000),
+        Ok(opened) => Ok(opened),
+        Err(SessionError::Taken) => Err(problem(409, &format!("{} is taken", login.nick))),
+        Err(SessionError::BadToken) => Err(problem(401, "wrong or missing token")),
+        Err(SessionError::RateLimited(ms)) => Err(retry_after(429, "too many logins from this address", ms)),
+        Err(SessionError::Full) => Err(retry_after(503, "too many sessions open; try again later", 60_000)),
     }
+}
+
+/// The `201` of a session opened: its credential in the body and the cookie.
+pub fn opened(core: &ChatCore, credential: &str, nick: &str, secure: bool) -> Response {
+    let limits = core.settings().sessions;
+    let body =
+        Opened { nick, session: credential, idle_timeout_ms: limits.idle_ms, max_age_ms: limits.max_age_ms };
+    json(201, &body)
+        .header("Set-Cookie", cookie(credential, limits.max_age_ms / 1000, secure))
+        .header("Cache-Control", "no-store")
 }
 
 /// `GET /session`: whose session this is.

@@ -16,19 +16,24 @@
 //! | `GET /rooms` | rooms and member counts |
 //! | `GET /users` | nicknames held, and whether each is connected |
 //! | `GET /healthz` | `ok` |
-//! | `GET /metrics` | the reactor's per-service counters, Prometheus text format |
+//! | `GET /metrics` | the reactor's per-service counters, the chat's, the room log's and the cluster's, OpenMetrics text (see `crate::metrics`) |
+//!
+//! On a node of a cluster, what needs Redis (posts, reads of the log, long
+//! polls of a room the node does not hold, the room list, opening a
+//! session: its nickname is claimed across the cluster) waits for it
+//! without holding the loop ([`Waiting::Cluster`]).
 //!
 //! Errors are HTTP statuses with `{"status", "error", "message"}`: 400
 //! (`invalid JSON: ...`, a bad name), 401 (`WWW-Authenticate: Bearer`), 403,
 //! 404, 405, 409, 413, 429 and 503 (with `Retry-After`).
 
 mod auth;
-mod metrics;
 mod page;
 mod reply;
 
 pub use auth::COOKIE;
 
+use crate::completion::{Completion, Mailbox, ReplyTo};
 use crate::core::{AckTo, ChatCore, Page, ACK, ACK_FAILED};
 use crate::protocol::validate_name;
 use crate::ws_session::ChatSocket;
@@ -72,6 +77,45 @@ pub enum Waiting {
         seq: u64,
         /// The answer once stored.
         posted: crate::core::Posted,
+    },
+    /// In a cluster: a request waiting for Redis.
+    Cluster {
+        /// Where the answer lands.
+        reply: ReplyTo,
+        /// What the request is at.
+        step: ClusterStep,
+    },
+}
+
+/// Where a request of the HTTP door stands in a cluster.
+pub enum ClusterStep {
+    /// A post, waiting for Redis to store it.
+    Post,
+    /// The room list.
+    Rooms,
+    /// A new session, waiting for its nickname's claim across the cluster.
+    Session {
+        /// Its credential.
+        credential: String,
+        /// Its nickname.
+        nick: Arc<str>,
+    },
+    /// A read of the room's messages after `since` (a long poll when
+    /// `poll`: then it waits on if there are none).
+    Read {
+        /// The room.
+        room: String,
+        /// The offset the client has seen.
+        since: u64,
+        /// Registered to wait for the next message.
+        poll: bool,
+    },
+    /// A long poll waiting for its room to be loaded on this node.
+    Load {
+        /// The room.
+        room: String,
+        /// The offset the client has seen.
+        since: u64,
     },
 }
 
@@ -182,6 +226,138 @@ impl ChatHttp {
         }
     }
 
+    /// A reply slot for a request waiting for the cluster.
+    fn reply_to(&mut self, cx: &HttpContext<'_, '_>) -> ReplyTo {
+        self.next_seq += 1;
+        ReplyTo { conn: cx.id(), seq: self.next_seq, mailbox: Mailbox::default() }
+    }
+
+    /// Waits for the cluster's answer to `reply`.
+    fn wait_cluster(reply: ReplyTo, step: ClusterStep, timeout: Duration) -> Outcome<Waiting> {
+        Outcome::Wait { pending: Waiting::Cluster { reply, step }, timeout }
+    }
+
+    /// `POST /session` on a node of a cluster: opened here, answered once
+    /// its nickname is claimed across the cluster (or 409, and closed).
+    fn cluster_session(&mut self, cx: &mut HttpContext<'_, '_>, req: &Request) -> Outcome<Waiting> {
+        let Some(cluster) = self.core.cluster().cloned() else {
+            return auth::open(&self.core, cx, req, self.secure).into();
+        };
+        match auth::begin(&self.core, cx, req) {
+            Ok((credential, nick)) => {
+                let reply = self.reply_to(cx);
+                self.core.cluster_claim_session(&cluster, &nick, reply.clone());
+                Self::wait_cluster(reply, ClusterStep::Session { credential, nick }, Duration::from_secs(30))
+            }
+            Err(resp) => resp.into(),
+        }
+    }
+
+    /// A read (and, for a long poll, a watch) of a room in a cluster.
+    fn cluster_get(
+        &mut self,
+        cx: &mut HttpContext<'_, '_>,
+        cluster: &crate::cluster::Cluster,
+        room: &str,
+        since: u64,
+        wait: Option<Duration>,
+    ) -> Outcome<Waiting> {
+        let reply = self.reply_to(cx);
+        let timeout = wait.map_or(Duration::from_secs(30), |w| w.min(self.max_wait));
+        let room_s = room.to_string();
+        if wait.is_some() {
+            // Watch before reading, so that a message posted in between wakes us.
+            match self.core.cluster_watch(cluster, room, cx.id(), reply.clone()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Self::wait_cluster(reply, ClusterStep::Load { room: room_s, since }, timeout)
+                }
+                Err(code) => return chat_error(code, &format!("cannot read {room}")).into(),
+            }
+        }
+        self.core.cluster_read(cluster, room, since, PAGE, reply.clone());
+        Self::wait_cluster(reply, ClusterStep::Read { room: room_s, since, poll: wait.is_some() }, timeout)
+    }
+
+    /// Wakes a request waiting for the cluster: its answer, or a next step.
+    fn cluster_wake(
+        &mut self,
+        cx: &mut HttpContext<'_, '_>,
+        w: &mut Waiting,
+        wake: Wake,
+    ) -> Option<Response> {
+        let Waiting::Cluster { reply, step } = w else { return None };
+        let done = std::mem::take(&mut *crate::core::lock(&reply.mailbox));
+        let Some((_, completion)) = done.into_iter().find(|(seq, _)| *seq == reply.seq) else {
+            if !wake.is_final() {
+                return None;
+            }
+            if let ClusterStep::Read { room, poll: true, .. } | ClusterStep::Load { room, .. } = step {
+                self.core.stop_waiting(room, cx.id());
+            }
+            return Some(problem(503, "no answer from the cluster in time"));
+        };
+        let cluster = self.core.cluster().cloned()?;
+        match (std::mem::replace(step, ClusterStep::Post), completion) {
+            (ClusterStep::Post, Completion::Sent(Ok(p))) => Some(posted(&p)),
+            (ClusterStep::Post, Completion::Sent(Err(_))) => {
+                Some(problem(503, "the message could not be stored"))
+            }
+            (ClusterStep::Session { credential, nick }, Completion::Login(Ok(_))) => {
+                Some(auth::opened(&self.core, &credential, &nick, self.secure))
+            }
+            (ClusterStep::Session { credential, nick }, Completion::Login(Err(code))) => {
+                self.core.end_session(cx, &credential);
+                Some(match code {
+                    crate::protocol::ErrorCode::NicknameTaken => problem(409, &format!("{nick} is taken")),
+                    _ => problem(503, "the cluster could not claim the nickname"),
+                })
+            }
+            (ClusterStep::Rooms, Completion::Reply(Ok(crate::protocol::OkBody::Rooms { rooms, .. }))) => {
+                let rooms =
+                    rooms.into_iter().map(|r| RoomJson { name: r.name, members: r.members }).collect();
+                Some(json(200, &Rooms { rooms }))
+            }
+            (ClusterStep::Load { room, since }, Completion::Retry(_)) => {
+                match self.cluster_get(cx, &cluster, &room, since, Some(self.max_wait)) {
+                    Outcome::Respond(r) => Some(r),
+                    Outcome::Wait { pending, .. } => {
+                        *w = pending;
+                        None
+                    }
+                    _ => Some(problem(503, "the cluster could not answer")),
+                }
+            }
+            (ClusterStep::Read { room, since, poll }, Completion::Page(Ok(Some(page)))) => {
+                if !poll || !page.messages.is_empty() || since > page.last_offset || wake.is_final() {
+                    if poll {
+                        self.core.stop_waiting(&room, cx.id());
+                    }
+                    return Some(messages_response(&room, &page));
+                }
+                // Nothing new: wait for the room's next message.
+                *w = Waiting::Poll { room, since };
+                None
+            }
+            (ClusterStep::Read { room, poll, .. }, Completion::Page(Ok(None))) => {
+                if poll {
+                    self.core.stop_waiting(&room, cx.id());
+                }
+                Some(problem(404, &format!("no room {room}")))
+            }
+            (step, c) => {
+                if let ClusterStep::Read { room, poll: true, .. } | ClusterStep::Load { room, .. } = &step {
+                    self.core.stop_waiting(room, cx.id());
+                }
+                let code = match c {
+                    Completion::Reply(Err((code, _))) | Completion::Page(Err(code)) => code,
+                    _ => crate::protocol::ErrorCode::StoreFailed,
+                };
+                Some(chat_error(code, "the cluster could not answer"))
+            }
+        }
+    }
+
     fn post(&mut self, cx: &mut HttpContext<'_, '_>, room: &str, req: &Request) -> Outcome<Waiting> {
         let nick = match auth::authorise(&self.core, req) {
             Ok(n) => n,
@@ -201,6 +377,14 @@ impl ChatHttp {
         if !self.take_token(&nick, cx.now()) {
             let rate = self.core.settings().limits.rate_per_sec;
             return reply::retry_after(429, &format!("over {rate} messages per second"), 1000).into();
+        }
+        if let Some(cluster) = self.core.cluster().cloned() {
+            let reply = self.reply_to(cx);
+            return match self.core.cluster_post(&cluster, None, room, &nick, &body.text, None, reply.clone())
+            {
+                Ok(()) => Self::wait_cluster(reply, ClusterStep::Post, Duration::from_secs(30)),
+                Err(code) => chat_error(code, &format!("cannot post to {room}")).into(),
+            };
         }
         self.next_seq += 1;
         let seq = self.next_seq;
@@ -228,6 +412,9 @@ impl ChatHttp {
             Ok(w) => w.filter(|w| w.is_finite() && *w > 0.0).map(Duration::from_secs_f64),
             Err(_) => return problem(400, "wait: not a number of seconds").into(),
         };
+        if let Some(cluster) = self.core.cluster().cloned() {
+            return self.cluster_get(cx, &cluster, room, since, wait);
+        }
         let read = |core: &ChatCore| match core.messages_after(room, since, PAGE) {
             Ok(Some(page)) => Ok(page),
             Ok(None) => Err(problem(404, &format!("no room {room}"))),
@@ -263,13 +450,18 @@ impl ChatHttp {
         }
     }
 
-    fn rooms(&self, req: &Request) -> Response {
+    fn rooms(&mut self, cx: &mut HttpContext<'_, '_>, req: &Request) -> Outcome<Waiting> {
         if let Err(resp) = auth::authorise(&self.core, req) {
-            return resp;
+            return resp.into();
+        }
+        if let Some(cluster) = self.core.cluster().cloned() {
+            let reply = self.reply_to(cx);
+            self.core.cluster_rooms(&cluster, reply.clone());
+            return Self::wait_cluster(reply, ClusterStep::Rooms, Duration::from_secs(30));
         }
         let rooms =
             self.core.rooms().1.into_iter().map(|r| RoomJson { name: r.name, members: r.members }).collect();
-        json(200, &Rooms { rooms })
+        json(200, &Rooms { rooms }).into()
     }
 
     fn users(&self, req: &Request) -> Response {
@@ -314,13 +506,14 @@ impl HttpHandler for ChatHttp {
         match (req.method(), segments.as_slice()) {
             (Method::Get | Method::Head, ["healthz"]) => Response::text(200, "ok\n").into(),
             (Method::Get | Method::Head, ["metrics"]) => {
-                metrics::metrics(&cx.handle().all_stats(), &self.core).into()
+                let text = crate::metrics::render(&cx.handle().all_stats(), &self.core);
+                Response::text(200, text).content_type(crate::metrics::CONTENT_TYPE).into()
             }
             (Method::Get, ["ws"]) => self.websocket(req),
-            (Method::Post, ["session"]) => auth::open(&self.core, cx, req, self.secure).into(),
+            (Method::Post, ["session"]) => self.cluster_session(cx, req),
             (Method::Get | Method::Head, ["session"]) => auth::current(&self.core, req).into(),
             (Method::Delete, ["session"]) => auth::end(&self.core, cx, req, self.secure).into(),
-            (Method::Get | Method::Head, ["rooms"]) => self.rooms(req).into(),
+            (Method::Get | Method::Head, ["rooms"]) => self.rooms(cx, req),
             (Method::Get | Method::Head, ["users"]) => self.users(req).into(),
             (Method::Post, ["rooms", room, "messages"]) => match room_name(room) {
                 Ok(()) => self.post(cx, room, req),
@@ -348,6 +541,7 @@ impl HttpHandler for ChatHttp {
         wake: Wake,
     ) -> Option<Response> {
         match w {
+            Waiting::Cluster { .. } => self.cluster_wake(cx, w, wake),
             Waiting::Post { seq, posted: p } => match wake {
                 Wake::Notify(token) if token & ACK != 0 && token & !(ACK | ACK_FAILED) == *seq => {
                     Some(if token & ACK_FAILED == 0 {
@@ -375,8 +569,13 @@ impl HttpHandler for ChatHttp {
     }
 
     fn on_cancel(&mut self, cx: &mut HttpContext<'_, '_>, _req: &Request, w: Waiting) {
-        if let Waiting::Poll { room, .. } = w {
-            self.core.stop_waiting(&room, cx.id());
+        match w {
+            Waiting::Poll { room, .. }
+            | Waiting::Cluster {
+                step: ClusterStep::Read { room, poll: true, .. } | ClusterStep::Load { room, .. },
+                ..
+            } => self.core.stop_waiting(&room, cx.id()),
+            _ => {}
         }
     }
 

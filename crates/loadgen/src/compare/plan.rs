@@ -228,6 +228,7 @@ fn common(server: &Running) -> Common {
         connect_timeout: Duration::from_secs(10),
         quiet: true,
         server_pid: Some(server.pid),
+        also_pids: Vec::new(),
     }
 }
 
@@ -245,6 +246,7 @@ fn fanout_args(
         senders,
         rate,
         size: 64,
+        also: Vec::new(),
         run: TimedRun::new(w.warmup, w.measure),
         common: common(server),
     }

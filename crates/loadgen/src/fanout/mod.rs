@@ -151,6 +151,11 @@ pub struct FanoutArgs {
     /// in advance; latency counts from each message's scheduled time.
     #[arg(long, default_value = "1000", value_parser = parse::count)]
     pub rate: u64,
+    /// More addresses of the server (the other nodes of a cluster):
+    /// clients are spread round robin over --addr and these, so a room's
+    /// members are split across nodes. Repeat for each.
+    #[arg(long = "also", value_name = "ADDR")]
+    pub also: Vec<SocketAddr>,
     /// Bytes per message (text), at least 48: run, sender, sequence number
     /// and scheduled time in hex, then a fill.
     #[arg(long, default_value = "64", value_parser = parse::size)]
@@ -184,12 +189,14 @@ where
     }
     args.common.check()?;
     let schedule = Schedule::new(args.rate, layout.senders)?;
-    let spec = args.run.spec(addr, layout.clients, &args.common, DRAIN)?;
+    let mut spec = args.run.spec(addr, layout.clients, &args.common, DRAIN)?;
+    spec.target.also = args.also.clone();
+    spec.target.validate()?;
     let (run, size) = (run_id(), args.size);
     let outcome = runner::start(&spec, move |i| {
         FanoutSession::new(make_wire(i, &layout, run), i, layout, schedule, run, size)
     })?
-    .complete(args.common.server_pid, DRAIN + Duration::from_secs(1));
+    .complete(&args.common.pids(), DRAIN + Duration::from_secs(1));
     let fanout =
         outcome.tally.fanout.figures(&layout, outcome.tally.replies, args.run.duration.as_secs_f64());
     let mode =

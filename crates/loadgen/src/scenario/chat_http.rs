@@ -343,12 +343,14 @@ mod tests {
             senders: 3,
             rate: 100,
             size: 64,
+            also: Vec::new(),
             run: crate::scenario::TimedRun::new(Duration::ZERO, Duration::from_secs(1)),
             common: crate::scenario::Common {
                 json: false,
                 connect_timeout: Duration::from_secs(1),
                 quiet: true,
                 server_pid: None,
+                also_pids: Vec::new(),
             },
         };
         let err = run(&ChatHttpArgs { addr: "127.0.0.1:1".parse().unwrap(), load }).unwrap_err();

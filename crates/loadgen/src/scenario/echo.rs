@@ -213,7 +213,7 @@ pub fn run(args: &EchoArgs) -> Result<Report, String> {
     let spec = args.run.spec(args.addr, args.connections, &args.common, DRAIN)?;
     let size = args.size;
     let outcome = runner::start(&spec, move |i| EchoSession::new(i, size, load, None))?
-        .complete(args.common.server_pid, DRAIN + Duration::from_secs(1));
+        .complete(&args.common.pids(), DRAIN + Duration::from_secs(1));
     let report = Report::timed("echo", args.addr.to_string(), mode, &spec, &args.run, &outcome);
     Ok(Report {
         payload_bytes: size,

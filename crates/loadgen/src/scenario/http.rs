@@ -252,7 +252,7 @@ pub fn run(args: &HttpArgs) -> Result<Report, String> {
     let (head, depth, bytes) = (args.method == "HEAD", args.pipeline, request.len());
     let req = request.clone();
     let outcome = runner::start(&spec, move |i| HttpSession::new(i, req.clone(), head, depth, schedule))?
-        .complete(args.common.server_pid, DRAIN + Duration::from_secs(1));
+        .complete(&args.common.pids(), DRAIN + Duration::from_secs(1));
     let report = Report::timed("http", url.addr.to_string(), mode, &spec, &args.run, &outcome);
     Ok(Report {
         payload_bytes: args.body.as_ref().map_or(0, String::len),

@@ -53,7 +53,7 @@ pub fn run(args: &IdleArgs) -> Result<Report, String> {
         return Err(format!("--size must be {MIN_PAYLOAD} to 65536 bytes"));
     }
     let mut spec = RunSpec {
-        target: Target { addr: args.addr, sources: args.sources },
+        target: Target { addr: args.addr, also: vec![], sources: args.sources },
         connections: args.connections,
         threads: args.threads,
         connect_timeout: args.common.connect_timeout,
@@ -66,7 +66,7 @@ pub fn run(args: &IdleArgs) -> Result<Report, String> {
     let rss_before = args.common.server_pid.map(rss).transpose()?;
     let tcp_before = sys::kernel_tcp_bytes();
     let cpu = CpuMeter::start();
-    let server_cpu = args.common.server_pid.map(ServerMeter::start).transpose()?;
+    let server_cpu = args.common.server_pid.map(|p| ServerMeter::start(&[p])).transpose()?;
     let size = args.size;
     let hello = Load::Closed { depth: 1 };
     let mut running = runner::start(&spec, move |i| EchoSession::new(i, size, hello, Some(1)))?;

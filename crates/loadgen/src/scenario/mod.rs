@@ -39,16 +39,25 @@ pub struct Common {
     /// unit of work (and, for `idle`, its memory per connection).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// More server processes (the other nodes of a cluster, its Redis):
+    /// their CPU time is added to --server-pid's. Repeat for each.
+    #[arg(long = "also-pid", value_name = "PID", requires = "server_pid")]
+    pub also_pids: Vec<u32>,
 }
 
 impl Common {
     /// Checks what can be checked before connecting: that the server
     /// process, if named, can be measured.
     pub fn check(&self) -> Result<(), String> {
-        match self.server_pid {
-            Some(pid) => sys::cpu_time(pid).map(drop).map_err(|e| format!("--server-pid {pid}: {e}")),
-            None => Ok(()),
+        for pid in self.pids() {
+            sys::cpu_time(pid).map(drop).map_err(|e| format!("--server-pid/--also-pid {pid}: {e}"))?;
         }
+        Ok(())
+    }
+
+    /// Every server process measured: --server-pid, then the --also-pid ones.
+    pub fn pids(&self) -> Vec<u32> {
+        self.server_pid.into_iter().chain(self.also_pids.iter().copied()).collect()
     }
 }
 
@@ -91,7 +100,7 @@ impl TimedRun {
             return Err("--duration must be positive".into());
         }
         let mut spec = RunSpec {
-            target: Target { addr, sources: self.sources },
+            target: Target { addr, also: vec![], sources: self.sources },
             connections,
             threads: self.threads,
             connect_timeout: common.connect_timeout,

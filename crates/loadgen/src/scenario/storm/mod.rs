@@ -347,7 +347,7 @@ pub fn run(args: &StormArgs) -> Result<StormReport, String> {
     if args.size < STAMP_LEN {
         return Err(format!("--size must be at least {STAMP_LEN}"));
     }
-    let target = Target { addr: args.addr, sources: args.sources };
+    let target = Target { addr: args.addr, also: vec![], sources: args.sources };
     target.validate()?;
     sys::raise_fd_limit().map_err(|e| format!("descriptor limit: {e}"))?;
     let storm = args.upgrade_pid.is_some();
