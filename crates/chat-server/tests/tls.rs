@@ -553,13 +553,29 @@ fn curl_cacert_against_https() {
     assert_eq!(body.trim(), "ok");
     let mut bob = common::login(plain, "bob", None).unwrap();
     bob.join("lobby").unwrap();
+    // curl logs in over HTTPS like any HTTP client, then posts with the
+    // bearer credential it was given.
     let (ok, body, err) = curl(&[
         "-X",
         "POST",
         "-H",
         "Content-Type: application/json",
         "-d",
-        r#"{"nick":"dave","text":"via curl"}"#,
+        r#"{"nick":"dave"}"#,
+        &format!("{url}/session"),
+    ]);
+    assert!(ok, "{err}");
+    let session: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let bearer = format!("Authorization: Bearer {}", session["session"].as_str().unwrap_or_default());
+    let (ok, body, err) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &bearer,
+        "-d",
+        r#"{"text":"via curl"}"#,
         &format!("{url}/rooms/lobby/messages"),
     ]);
     assert!(ok, "{err}");
