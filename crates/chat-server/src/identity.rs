@@ -1,7 +1,7 @@
 //! Who holds which nickname, whatever the door: a chat connection (TCP or
 //! WebSocket) that logged in with it, or an HTTP session. I/O-free: times
 //! are passed in (unix milliseconds), secrets arrive hashed, and the
-//! driver (`core.rs`) does the sending, closing and saving. One table, so a
+//! driver (`core/identity.rs`) does the sending, closing and saving. One table, so a
 //! nickname is unique across every door; kept behind this small type so
 //! that it can later live in a shared store for several nodes.
 //!

@@ -18,7 +18,7 @@
 //! delivered everything before it, so it sees exactly the events published
 //! while it was in the room.
 //!
-//! The driver (`core.rs`) encodes frames, calls the reactor and the log;
+//! The driver (`core/`) encodes frames, calls the reactor and the log;
 //! everything here is plain data, unit-tested below.
 //!
 //! # In a cluster

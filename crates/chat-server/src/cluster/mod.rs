@@ -33,7 +33,7 @@
 //!
 //! What ties this to the chat: [`node`] (what a session's request does on
 //! a node) and [`arrivals`] (what comes back from Redis), both driving
-//! `core.rs`'s rooms; the rest of this module knows nothing of sessions.
+//! `core/rooms.rs`' rooms; the rest of this module knows nothing of sessions.
 
 pub mod arrivals;
 pub mod bridge;
