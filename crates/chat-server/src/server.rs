@@ -140,6 +140,19 @@ pub fn service_config(config: &Config, name: &str) -> ServiceConfig {
         // Sessions close idle clients themselves (with an error push); this
         // is a backstop should a session fail to.
         idle_timeout: Some(idle * 2),
+        // A frame in progress is bounded by max_payload; leave room for its header.
+        max_read_buffer: c.max_payload as usize + 64,
+        reject_with: Some(server_full_frame()),
+        ..chat_write_bounds(config, name)
+    }
+}
+
+/// A service named `name` with the chat's write queue bounds and
+/// slow-consumer policy: those of every connection that carries chat
+/// traffic, whatever its door.
+fn chat_write_bounds(config: &Config, name: &str) -> ServiceConfig {
+    let c = &config.chat;
+    ServiceConfig {
         write_high_watermark: c.write_high_watermark,
         write_low_watermark: c.write_high_watermark / 4,
         max_write_queue: c.max_write_queue,
@@ -147,9 +160,6 @@ pub fn service_config(config: &Config, name: &str) -> ServiceConfig {
             SlowConsumer::Pause => SlowConsumerPolicy::PauseReading,
             SlowConsumer::Disconnect => SlowConsumerPolicy::Disconnect,
         },
-        // A frame in progress is bounded by max_payload; leave room for its header.
-        max_read_buffer: c.max_payload as usize + 64,
-        reject_with: Some(server_full_frame()),
         ..ServiceConfig::new(name)
     }
 }
@@ -210,18 +220,7 @@ pub fn bind(config: &Config) -> io::Result<Vec<BoundListener>> {
 /// connections may turn into chat connections over WebSocket: they get the
 /// chat's write queue bounds and slow-consumer policy.
 pub fn http_service_config(config: &Config, name: &str) -> ServiceConfig {
-    let c = &config.chat;
-    ServiceConfig {
-        max_connections: config.http.max_connections,
-        write_high_watermark: c.write_high_watermark,
-        write_low_watermark: c.write_high_watermark / 4,
-        max_write_queue: c.max_write_queue,
-        slow_consumer: match c.slow_consumer {
-            SlowConsumer::Pause => SlowConsumerPolicy::PauseReading,
-            SlowConsumer::Disconnect => SlowConsumerPolicy::Disconnect,
-        },
-        ..ServiceConfig::new(name)
-    }
+    ServiceConfig { max_connections: config.http.max_connections, ..chat_write_bounds(config, name) }
 }
 
 fn http_config(config: &Config) -> HttpConfig {

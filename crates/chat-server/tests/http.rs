@@ -2,13 +2,14 @@
 //! core, two doors.
 
 use chat_server::client::ChatClient;
-use chat_server::config::Config;
 use chat_server::protocol::{Push, ServerFrame};
 use chat_server::server::ChatServer;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod common;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -22,16 +23,10 @@ struct Setup {
 }
 
 fn start() -> Setup {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let mut c = Config::builtin();
-    c.threads = 2;
-    c.chat.listen = vec!["127.0.0.1:0".into()];
-    c.http.listen = vec!["127.0.0.1:0".into()];
-    c.chat.rate_per_sec = 0;
-    c.http.max_wait_ms = 5_000;
-    c.store.data_dir = "none".into();
-    let server = ChatServer::start(c).unwrap();
-    let tcp = server.local_addrs()[0];
+    let (server, tcp) = common::start_server(|c| {
+        c.http.listen = vec!["127.0.0.1:0".into()];
+        c.http.max_wait_ms = 5_000;
+    });
     let http = format!("http://{}", server.http_addrs()[0]);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

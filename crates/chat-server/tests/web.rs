@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
 
+mod common;
+
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Setup {
@@ -23,21 +25,12 @@ struct Setup {
     agent: ureq::Agent,
 }
 
-fn config(change: impl FnOnce(&mut Config)) -> Config {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let mut c = Config::builtin();
-    c.threads = 2;
-    c.chat.listen = vec!["127.0.0.1:0".into()];
-    c.http.listen = vec!["127.0.0.1:0".into()];
-    c.chat.rate_per_sec = 0;
-    c.store.data_dir = "none".into();
-    change(&mut c);
-    c
-}
-
 fn start(change: impl FnOnce(&mut Config)) -> Setup {
-    let server = ChatServer::start(config(change)).unwrap();
-    let (tcp, http) = (server.local_addrs()[0], server.http_addrs()[0]);
+    let (server, tcp) = common::start_server(|c| {
+        c.http.listen = vec!["127.0.0.1:0".into()];
+        change(c);
+    });
+    let http = server.http_addrs()[0];
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(TIMEOUT))

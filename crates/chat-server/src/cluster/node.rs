@@ -15,7 +15,8 @@ use crate::protocol::{ErrorCode, OkBody, PresenceKind, RoomInfo};
 use crate::room::{HistoryPlan, RoomState};
 use crate::store::Entry;
 use reactor::{ConnId, Context};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Room names a room list reads at most.
 const MAX_LISTED: usize = 10_000;
@@ -125,27 +126,14 @@ impl ChatCore {
         let (room, created) = match self.resident(name) {
             Some(r) => (r, false),
             None => {
-                let mut rooms = lock(&self.rooms);
+                let rooms = lock(&self.rooms);
                 if let Some(r) = rooms.get(name) {
                     (r.clone(), false)
                 } else {
                     if rooms.len() >= settings.max_rooms {
                         return Err(ErrorCode::TooManyRooms);
                     }
-                    let name: Arc<str> = Arc::from(name);
-                    let mut st = RoomState::loading(name.clone(), self.delivery.loops());
-                    st.joins_waiting = 1;
-                    let room = Arc::new(Room { name: name.clone(), state: Mutex::new(st) });
-                    rooms.insert(name.clone(), room.clone());
-                    drop(rooms);
-                    {
-                        let _st = lock(&room.state);
-                        lock(&self.load_waiters)
-                            .entry(name.clone())
-                            .or_default()
-                            .push(LoadWaiter { reply, may_create });
-                    }
-                    cluster.subscribe(name);
+                    self.start_loading(cluster, rooms, name, LoadWaiter { reply, may_create });
                     return Ok((ClusterJoin::Wait, may_create));
                 }
             }
@@ -387,27 +375,14 @@ impl ChatCore {
         loop {
             let resident = self.resident(room);
             let Some(r) = resident else {
-                let mut rooms = lock(&self.rooms);
+                let rooms = lock(&self.rooms);
                 if rooms.contains_key(room) {
                     continue;
                 }
                 if rooms.len() >= self.settings().max_rooms {
                     return Err(ErrorCode::TooManyRooms);
                 }
-                let name: Arc<str> = Arc::from(room);
-                let mut st = RoomState::loading(name.clone(), self.delivery.loops());
-                st.joins_waiting = 1;
-                let r = Arc::new(Room { name: name.clone(), state: Mutex::new(st) });
-                rooms.insert(name.clone(), r.clone());
-                drop(rooms);
-                {
-                    let _st = lock(&r.state);
-                    lock(&self.load_waiters)
-                        .entry(name.clone())
-                        .or_default()
-                        .push(LoadWaiter { reply, may_create: false });
-                }
-                cluster.subscribe(name);
+                self.start_loading(cluster, rooms, room, LoadWaiter { reply, may_create: false });
                 return Ok(false);
             };
             let mut st = lock(&r.state);
@@ -425,6 +400,32 @@ impl ChatCore {
             st.wait(id);
             return Ok(true);
         }
+    }
+
+    /// Puts a room this node does not hold into memory as loading, with
+    /// `waiter` to be answered once Redis has given its position, and
+    /// starts listening to it. Takes the held room table lock (checked:
+    /// `name` is not in it, and there is room for one more) and releases
+    /// it before registering the waiter under the room's own lock, so
+    /// that the load's answer cannot pass the waiter.
+    fn start_loading(
+        &self,
+        cluster: &Cluster,
+        mut rooms: MutexGuard<'_, HashMap<Arc<str>, RoomRef>>,
+        name: &str,
+        waiter: LoadWaiter,
+    ) {
+        let name: Arc<str> = Arc::from(name);
+        let mut st = RoomState::loading(name.clone(), self.delivery.loops());
+        st.joins_waiting = 1;
+        let room = Arc::new(Room { name: name.clone(), state: Mutex::new(st) });
+        rooms.insert(name.clone(), room.clone());
+        drop(rooms);
+        {
+            let _st = lock(&room.state);
+            lock(&self.load_waiters).entry(name.clone()).or_default().push(waiter);
+        }
+        cluster.subscribe(name);
     }
 
     /// The room called `name`, if this node holds it.

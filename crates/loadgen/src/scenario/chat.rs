@@ -308,7 +308,7 @@ pub fn run(args: &ChatArgs) -> Result<Report, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chat_server::protocol::{ClientFrame, ErrorCode, Push, Request, ServerFrame, ServerLimits};
 
@@ -321,7 +321,7 @@ mod tests {
     }
 
     /// The client frames in `out`, decoded.
-    fn requests(mut out: &[u8]) -> Vec<ClientFrame> {
+    pub(crate) fn requests(mut out: &[u8]) -> Vec<ClientFrame> {
         let mut v = Vec::new();
         while out.len() >= 4 {
             let len = u32::from_be_bytes(out[..4].try_into().unwrap()) as usize;

@@ -258,17 +258,8 @@ pub fn code_name(code: ErrorCode) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_server::protocol::{ClientFrame, Push, Request, ServerFrame};
-
-    fn requests(mut out: &[u8]) -> Vec<ClientFrame> {
-        let mut v = Vec::new();
-        while out.len() >= 4 {
-            let len = u32::from_be_bytes(out[..4].try_into().unwrap()) as usize;
-            v.push(ClientFrame::decode(&out[4..4 + len]).unwrap());
-            out = &out[4 + len..];
-        }
-        v
-    }
+    use crate::scenario::chat::tests::requests;
+    use chat_server::protocol::{Push, Request, ServerFrame};
 
     fn handle(c: &mut Client, frame: ServerFrame, now_ns: u64, tally: &mut StormTally) -> Action {
         let mut payload = BytesMut::new();
