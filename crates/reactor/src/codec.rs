@@ -77,6 +77,18 @@ pub trait Codec: Send + 'static {
         payload: &Bytes,
         out: &mut Output<'_>,
     ) -> Result<(), Refused>;
+
+    /// `payload` encoded once for every connection of this codec, if that
+    /// encoding does not depend on the connection: a broadcast then copies
+    /// (or shares) these bytes to each recipient instead of encoding the
+    /// payload once per recipient, which in a room of a thousand was the
+    /// larger part of the loop's own cost per delivery. `None` (the
+    /// default): each recipient's [`Codec::encode_payload`] is used. When
+    /// `Some`, it must be exactly what `encode_payload` would write.
+    fn encode_shared(&mut self, payload: &Bytes) -> Option<Bytes> {
+        let _ = payload;
+        None
+    }
 }
 
 /// Encodes one kind of message a handler sends on its own connection with

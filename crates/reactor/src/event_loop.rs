@@ -203,13 +203,14 @@ impl EventLoop {
         match cmd {
             Command::Send(id, payload) => {
                 if let Some(d) = self.drivers.get_mut(id.service().index()) {
-                    d.deliver(core, id, &payload);
+                    d.deliver(core, &[id], &payload);
                 }
             }
             Command::Broadcast(ids, payload) => {
-                for id in ids {
-                    if let Some(d) = self.drivers.get_mut(id.service().index()) {
-                        d.deliver(core, id, &payload);
+                // Each run of one service's ids is one call to its driver.
+                for run in ids.chunk_by(|a, b| a.service() == b.service()) {
+                    if let Some(d) = self.drivers.get_mut(run[0].service().index()) {
+                        d.deliver(core, run, &payload);
                     }
                 }
             }

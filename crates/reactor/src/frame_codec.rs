@@ -253,6 +253,13 @@ impl Codec for FrameCodec {
         out.push(payload);
         Ok(())
     }
+
+    fn encode_shared(&mut self, payload: &Bytes) -> Option<Bytes> {
+        // A frame depends on the payload and the config alone.
+        let mut frame = BytesMut::new();
+        self.config.encode(payload, &mut frame).ok()?;
+        Some(frame.freeze())
+    }
 }
 
 impl Encoder<&[u8]> for FrameCodec {
@@ -367,6 +374,40 @@ mod tests {
             Ok(None) => Ok(out),
             Ok(Some(_)) => unreachable!("every whole frame was taken"),
             Err(e) => Err(e.error),
+        }
+    }
+
+    #[test]
+    fn a_frame_encoded_once_for_a_broadcast_is_what_each_connection_would_get() {
+        use crate::write_queue::{BufferPool, WriteQueue};
+        let layouts = [
+            FrameConfig::default(),
+            FrameConfig::builder()
+                .length_field_length(2)
+                .little_endian()
+                .length_adjustment(-2)
+                .build()
+                .unwrap(),
+            FrameConfig::builder().length_field_length(3).build().unwrap(),
+        ];
+        for config in layouts {
+            let mut codec = FrameCodec::new(config);
+            for len in [0, 1, 100, crate::write_queue::COPY_MAX, crate::write_queue::COPY_MAX + 1, 5000] {
+                let payload = Bytes::from(vec![len as u8; len]);
+                let (mut queue, mut pool) = (WriteQueue::default(), BufferPool::new(4096, 1 << 20));
+                let mut state = codec.open();
+                let each =
+                    codec.encode_payload(&mut state, &payload, &mut Output::new(&mut queue, &mut pool));
+                let shared = codec.encode_shared(&payload);
+                match each {
+                    Ok(()) => {
+                        let mut wire = Vec::new();
+                        queue.write_to(&mut wire, &mut pool).unwrap();
+                        assert_eq!(shared.as_deref(), Some(&wire[..]), "{config:?}, {len} bytes");
+                    }
+                    Err(_) => assert_eq!(shared, None, "{config:?}, {len} bytes"),
+                }
+            }
         }
     }
 

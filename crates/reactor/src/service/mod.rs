@@ -35,7 +35,9 @@ pub(crate) trait Driver {
     /// short read must not be taken for an empty socket.
     fn ready(&mut self, core: &mut LoopCore, id: ConnId, readable: bool, writable: bool, read_closed: bool);
     fn resume_read(&mut self, core: &mut LoopCore, id: ConnId);
-    fn deliver(&mut self, core: &mut LoopCore, id: ConnId, payload: &Bytes);
+    /// Encodes `payload` for each of `ids` (connections of this service on
+    /// this loop; gone ones are skipped) and queues it for writing.
+    fn deliver(&mut self, core: &mut LoopCore, ids: &[ConnId], payload: &Bytes);
     fn close(&mut self, core: &mut LoopCore, id: ConnId);
     fn notify(&mut self, core: &mut LoopCore, id: ConnId, token: u64);
     fn notify_loop(&mut self, core: &mut LoopCore, token: u64);
@@ -382,28 +384,49 @@ impl<H: Handler, T: Transport> Driver for ServiceLoop<H, T> {
         self.read(core, slot, true);
     }
 
-    fn deliver(&mut self, core: &mut LoopCore, id: ConnId, payload: &Bytes) {
-        let Some(slot) = self.slot_of(id) else { return };
-        let Some(c) = self.conns.get_mut(slot) else { return };
-        if !c.io.life.accepts_output() {
-            return;
-        }
-        let encoded =
-            self.codec.encode_payload(&mut c.codec, payload, &mut Output::new(&mut c.io.out, core.pool()));
-        let counters = core.counters(self.id);
-        match encoded {
-            Ok(()) => {
-                Counters::add(&counters.frames_out, 1);
-                if c.io.mark_dirty() {
-                    core.mark_dirty(id);
+    fn deliver(&mut self, core: &mut LoopCore, ids: &[ConnId], payload: &Bytes) {
+        // Counted once per call: a room's fan-out is one call for all its
+        // members on this loop.
+        let (mut sent, mut refused) = (0, 0);
+        let shared = if ids.len() > 1 { self.codec.encode_shared(payload) } else { None };
+        for &id in ids {
+            let Some(slot) = self.slot_of(id) else { continue };
+            let Some(c) = self.conns.get_mut(slot) else { continue };
+            if !c.io.life.accepts_output() {
+                continue;
+            }
+            let out = &mut Output::new(&mut c.io.out, core.pool());
+            let encoded = match &shared {
+                Some(frame) => {
+                    out.push(frame);
+                    Ok(())
                 }
-                self.settle(core, slot);
-            }
-            Err(why) => {
-                Counters::add(&counters.refused, 1);
-                log::debug!("{}: a message for {id} was refused: {why}", self.config.name);
+                None => self.codec.encode_payload(&mut c.codec, payload, out),
+            };
+            match encoded {
+                Ok(()) => {
+                    sent += 1;
+                    if c.io.mark_dirty() {
+                        core.mark_dirty(id);
+                    }
+                    // Settling does nothing for an open connection below its
+                    // watermarks with no close pending: the common case of a
+                    // fan-out, kept to this check.
+                    let bound = self.limits.high.min(self.limits.max);
+                    let queued = c.io.out.len() + self.transport.pending(&c.transport);
+                    if c.io.close_request.is_some() || queued > bound {
+                        self.settle(core, slot);
+                    }
+                }
+                Err(why) => {
+                    refused += 1;
+                    log::debug!("{}: a message for {id} was refused: {why}", self.config.name);
+                }
             }
         }
+        let counters = core.counters(self.id);
+        Counters::add(&counters.frames_out, sent);
+        Counters::add(&counters.refused, refused);
     }
 
     fn close(&mut self, core: &mut LoopCore, id: ConnId) {
