@@ -136,10 +136,12 @@ impl<'a> Context<'a> {
         self.core.route(Command::Send(id, payload));
     }
 
-    /// Sends one message to many connections: the payload is shared, each
-    /// recipient's codec encodes it into that connection's output (small
-    /// ones are copied there, which costs less than sharing them). Returns
-    /// how many were addressed.
+    /// Sends one message to many connections: the payload is shared, and
+    /// encoded once per service where the codec allows it
+    /// ([`Codec::encode_shared`](crate::Codec::encode_shared)), else by each
+    /// recipient's codec, into each connection's output (small frames are
+    /// copied there, which costs less than sharing them). Returns how many
+    /// were addressed.
     ///
     /// **Thread:** the loop's, inside a callback (as every context).
     pub fn broadcast(&mut self, ids: &[ConnId], payload: &Bytes) -> usize {

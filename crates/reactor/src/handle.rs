@@ -161,7 +161,9 @@ impl ReactorHandle {
 
     /// Queues one message for many connections, with one mailbox entry (and
     /// at most one wake-up) per loop involved; the payload is shared, and
-    /// each recipient's codec encodes it into that connection's output.
+    /// encoded once per service on each loop where the codec allows it
+    /// ([`Codec::encode_shared`](crate::Codec::encode_shared)), else by
+    /// each recipient's codec into that connection's output.
     /// All or nothing per loop: if a loop refuses (its mailbox is full),
     /// its recipients get nothing, the other loops' still do, and the error
     /// is returned. Safe from any thread.
