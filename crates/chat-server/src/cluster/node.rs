@@ -7,6 +7,7 @@
 //! published into the room's state in offset order, then delivered by each
 //! loop to its own members, exactly as on a single node.
 
+use super::bridge::CallError;
 use super::Cluster;
 use crate::completion::{Completion, ReplyTo};
 use crate::core::{lock, now_us, ChatCore, Joined, Posted, Room, RoomRef};
@@ -64,14 +65,7 @@ impl ChatCore {
         let claimed = nick.clone();
         cluster.claim(&nick, move |r| {
             let Some(core) = core.upgrade() else { return };
-            let result = match r {
-                Ok(true) => Ok(claimed.clone()),
-                Ok(false) => Err(ErrorCode::NicknameTaken),
-                Err(e) => {
-                    log::warn!("cluster: cannot claim {claimed}: {e}");
-                    Err(ErrorCode::StoreFailed)
-                }
-            };
+            let result = claim_outcome(&claimed, r);
             match &result {
                 Ok(_) if core.user(&claimed) != Some(reply.conn) => {
                     // The connection left meanwhile: give the claim back.
@@ -94,14 +88,7 @@ impl ChatCore {
         let claimed = nick.clone();
         cluster.claim(nick, move |r| {
             let Some(core) = core.upgrade() else { return };
-            let result = match r {
-                Ok(true) => Ok(claimed.clone()),
-                Ok(false) => Err(ErrorCode::NicknameTaken),
-                Err(e) => {
-                    log::warn!("cluster: cannot claim {claimed}: {e}");
-                    Err(ErrorCode::StoreFailed)
-                }
-            };
+            let result = claim_outcome(&claimed, r);
             core.complete(&reply, Completion::Login(result));
         });
     }
@@ -437,6 +424,18 @@ impl ChatCore {
     pub(crate) fn cluster_evicted(&self, room: &RoomRef) {
         if let Some(c) = self.cluster() {
             c.unsubscribe(room.name.clone());
+        }
+    }
+}
+
+/// What a login gets from the cluster's answer to its nickname claim.
+fn claim_outcome(claimed: &Arc<str>, answer: Result<bool, CallError>) -> Result<Arc<str>, ErrorCode> {
+    match answer {
+        Ok(true) => Ok(claimed.clone()),
+        Ok(false) => Err(ErrorCode::NicknameTaken),
+        Err(e) => {
+            log::warn!("cluster: cannot claim {claimed}: {e}");
+            Err(ErrorCode::StoreFailed)
         }
     }
 }
